@@ -1,0 +1,66 @@
+# libwsserver — build, test, install.
+#
+#   make            the release library, the header, and every C example (build/examples/)
+#   make demo       all of the above, then the demo server
+#   make test       every test suite (installs what it needs first)
+#   make install PREFIX=/usr/local
+#   make header     regenerate include/wsserver.h and lua/wsserver_cdefs.lua after changing src/ffi/
+
+PREFIX     ?= /usr/local
+LIBDIR     ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+LUADIR     ?= $(PREFIX)/share/lua/5.1
+DEMO_PORT  ?= 8000
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+WARN       := -std=c11 -Wall -Wextra -Werror -Wpedantic
+
+CARGO      := cargo
+RELEASE    := target/release
+LIB        := $(RELEASE)/libwsserver.so
+EXAMPLES_C := $(wildcard examples/*.c)
+EXAMPLES   := $(patsubst examples/%.c,build/examples/%,$(EXAMPLES_C))
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+
+.PHONY: all lib deps demo test header install uninstall clean
+
+all: lib $(EXAMPLES)
+
+deps:
+	@scripts/deps.sh
+
+lib: deps
+	$(CARGO) build --release --locked
+	@mkdir -p build
+	@cp -f $(LIB) build/libwsserver.so
+
+build/examples/%: examples/%.c include/wsserver.h lib
+	@mkdir -p build/examples
+	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -Lbuild -lwsserver -Wl,-rpath,'$$ORIGIN/..'
+
+demo: all
+	build/examples/http_hello $(DEMO_PORT)
+
+test: deps
+	scripts/test.sh
+
+header:
+	WSS_REGEN=1 $(CARGO) build --locked
+
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LUADIR)
+	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libwsserver.so.$(VERSION)
+	ln -sf libwsserver.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libwsserver.so
+	install -m 644 $(RELEASE)/libwsserver.a $(DESTDIR)$(LIBDIR)/libwsserver.a
+	install -m 644 include/wsserver.h $(DESTDIR)$(INCLUDEDIR)/wsserver.h
+	install -m 644 lua/*.lua $(DESTDIR)$(LUADIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	    -e 's|@VERSION@|$(VERSION)|' wsserver.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/wsserver.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(LIBDIR)/libwsserver.so* $(DESTDIR)$(LIBDIR)/libwsserver.a \
+	      $(DESTDIR)$(INCLUDEDIR)/wsserver.h $(DESTDIR)$(LIBDIR)/pkgconfig/wsserver.pc
+
+clean:
+	$(CARGO) clean
+	rm -rf build

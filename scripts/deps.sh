@@ -1,0 +1,33 @@
+#!/bin/sh
+# Installs what building and testing need, when it is missing (Debian, as root or with sudo).
+set -e
+need=""
+have() { command -v "$1" >/dev/null 2>&1; }
+pkg() { dpkg -s "$1" >/dev/null 2>&1 || need="$need $1"; }
+have cc || need="$need gcc"
+have make || need="$need make"
+have pkg-config || need="$need pkg-config"
+have curl || need="$need curl"
+have valgrind || need="$need valgrind"
+have luajit || need="$need luajit"
+pkg libluajit-5.1-dev
+pkg lua-busted
+pkg lua-luv
+pkg lua-cjson
+have python3 || need="$need python3"
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+if [ -n "$need" ]; then
+  echo "deps: installing$need"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
+fi
+if ! have cargo; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    echo "deps: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
+  else
+    echo "deps: installing Rust with rustup" >&2
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
+  fi
+  exit 1
+fi

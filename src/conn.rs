@@ -1,0 +1,193 @@
+//! One connection: its socket, buffers, protocol state and bookkeeping. The manager
+//! (`mgr/`) drives it; this file holds the state and the rules that need no I/O.
+
+use crate::config::ConnConfig;
+use crate::http::server::HttpConn;
+use crate::net::stream::Stream;
+use crate::url::Scheme;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Life of a connection's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Outbound connect in progress.
+    Connecting,
+    /// Open for reading and writing.
+    Open,
+    /// Flushing its send buffer; closes when it is empty.
+    Closing,
+    /// Write side shut down; input is discarded until EOF or the linger timeout.
+    Lingering(Instant),
+    /// The socket is gone; the entry waits for its close event to be drained.
+    Closed,
+}
+
+/// The protocol spoken over the stream.
+#[derive(Debug)]
+pub enum Proto {
+    /// Raw bytes (`tcp://`, `tls://`).
+    Raw,
+    /// HTTP/1.1 server side.
+    Http(Box<HttpConn>),
+}
+
+/// A connection table entry.
+#[derive(Debug)]
+pub struct Conn {
+    /// This connection's id.
+    pub id: u64,
+    /// Id of the listener that accepted it (0 for outbound connections).
+    pub parent: u64,
+    /// What the listener or client URL said.
+    pub scheme: Scheme,
+    /// The socket; `None` once closed.
+    pub stream: Option<Stream>,
+    /// Protocol state.
+    pub proto: Proto,
+    /// Limits and timeouts.
+    pub cfg: Arc<ConnConfig>,
+    /// Received bytes not yet consumed by the protocol. Empty (no allocation) when idle.
+    pub rbuf: Vec<u8>,
+    /// Bytes waiting to be written, from `wpos`. Empty (no allocation) when idle.
+    pub wbuf: Vec<u8>,
+    /// How much of `wbuf` is already written.
+    pub wpos: usize,
+    /// Socket life.
+    pub state: State,
+    /// Events queued for this connection and not yet drained.
+    pub queued_events: u32,
+    /// Payload bytes of those events.
+    pub queued_bytes: usize,
+    /// Reading stopped because of the limits above; resumes when events are drained.
+    pub read_paused: bool,
+    /// The send buffer went above its low-water mark: a drain event is owed.
+    pub drain_armed: bool,
+    /// The peer closed its write side.
+    pub peer_eof: bool,
+    /// Time of the last byte received (or of the connection's start).
+    pub last_read: Instant,
+    /// When this connection's entry in the deadline heap is due, if it has one.
+    pub deadline_at: Option<Instant>,
+    /// Open-connection counter of the listener, decremented on close.
+    pub listener_count: Option<Arc<AtomicU32>>,
+}
+
+impl Conn {
+    /// A new connection in `state`.
+    pub fn new(
+        id: u64,
+        parent: u64,
+        scheme: Scheme,
+        stream: Stream,
+        cfg: Arc<ConnConfig>,
+        state: State,
+        now: Instant,
+    ) -> Conn {
+        let proto = if scheme.is_http() {
+            Proto::Http(Box::default())
+        } else {
+            Proto::Raw
+        };
+        Conn {
+            id,
+            parent,
+            scheme,
+            stream: Some(stream),
+            proto,
+            cfg,
+            rbuf: Vec::new(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            state,
+            queued_events: 0,
+            queued_bytes: 0,
+            read_paused: false,
+            drain_armed: false,
+            peer_eof: false,
+            last_read: now,
+            deadline_at: None,
+            listener_count: None,
+        }
+    }
+
+    /// Bytes waiting in the send buffer.
+    pub fn buffered(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Whether the application may still send.
+    pub fn can_send(&self) -> bool {
+        matches!(self.state, State::Open | State::Connecting) && self.stream.is_some()
+    }
+
+    /// Whether reading must stop until the application drains events (or answers the
+    /// request that holds the input).
+    pub fn input_blocked(&self) -> bool {
+        if self.queued_events >= self.cfg.max_queued_events
+            || self.queued_bytes >= self.cfg.max_queued_bytes
+        {
+            return true;
+        }
+        match &self.proto {
+            Proto::Http(h) => h.is_waiting() && self.rbuf.len() >= self.cfg.max_header_bytes,
+            Proto::Raw => false,
+        }
+    }
+
+    /// The HTTP state, if this is an HTTP connection.
+    pub fn http_mut(&mut self) -> Option<&mut HttpConn> {
+        match &mut self.proto {
+            Proto::Http(h) => Some(h),
+            Proto::Raw => None,
+        }
+    }
+
+    /// When the next timeout of this connection is due, and what it is.
+    pub fn next_deadline(&self) -> Option<(Instant, Expiry)> {
+        let cfg = &self.cfg;
+        let idle = || cfg.idle_timeout.map(|t| (self.last_read + t, Expiry::Idle));
+        match self.state {
+            State::Closed => None,
+            State::Lingering(since) => Some((since + cfg.linger_timeout, Expiry::Linger)),
+            State::Closing => idle(),
+            State::Connecting => idle(),
+            State::Open => match &self.proto {
+                Proto::Http(h) => {
+                    if let (Some(t), Some(at)) = (cfg.header_timeout, h.head_started) {
+                        Some((at + t, Expiry::RequestTimeout))
+                    } else if let (Some(t), Some(at)) = (cfg.body_timeout, h.body_started) {
+                        Some((at + t, Expiry::RequestTimeout))
+                    } else if h.is_waiting() || h.reply != crate::http::server::Reply::None {
+                        None
+                    } else {
+                        idle()
+                    }
+                }
+                Proto::Raw => idle(),
+            },
+        }
+    }
+}
+
+/// Which timeout fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    /// Nothing received for the idle timeout.
+    Idle,
+    /// The linger after a graceful close ended.
+    Linger,
+    /// A request head or body took too long: 408.
+    RequestTimeout,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if self.stream.is_some() {
+            if let Some(c) = &self.listener_count {
+                c.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

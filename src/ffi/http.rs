@@ -1,0 +1,239 @@
+//! HTTP: reading the current request, replying.
+
+use super::boundary::{boundary, check_null, cstr, slice};
+use super::event::wss_str;
+use super::result::wss_result;
+use super::{call, wss_id, wss_mgr};
+use crate::error::{Error, Result};
+use crate::http::request::Request;
+use crate::mgr::Manager;
+use std::ffi::c_char;
+
+/// The request behind the current `WSS_EV_HTTP_MSG` of a connection. LIFETIME: the
+/// views stay valid until the request is answered and then the next drain or poll call
+/// on the manager (or until the connection's close event is drained).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wss_http_request {
+    /// Method, e.g. "GET".
+    pub method: wss_str,
+    /// Path, still percent-encoded, without the query: "/a%20b".
+    pub path: wss_str,
+    /// Raw query string without the "?" (empty when absent).
+    pub query: wss_str,
+    /// Whole request target as received ("/a%20b?x=1").
+    pub target: wss_str,
+    /// "HTTP/1.0" or "HTTP/1.1".
+    pub version: wss_str,
+    /// Body (de-chunked).
+    pub body: wss_str,
+    /// Number of header lines (see `wss_http_header_at`).
+    pub header_count: usize,
+}
+
+fn with_request<T>(
+    m: &mut Manager,
+    conn: wss_id,
+    f: impl FnOnce(&Request) -> Result<T>,
+) -> Result<T> {
+    let c = m.conn_mut(conn)?;
+    let h = c
+        .http_mut()
+        .ok_or(Error::WrongKind("not an HTTP connection"))?;
+    let r = h
+        .request()
+        .ok_or_else(|| Error::InvalidState(format!("connection {conn} has no request waiting")))?;
+    f(r)
+}
+
+/// Fills `*out` with views of the request waiting on `conn` (see `wss_http_request`).
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_WRONG_KIND` (not HTTP);
+/// `WSS_RESULT_INVALID_STATE` when no request is waiting (already answered).
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_request_get(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    out: *mut wss_http_request,
+) -> wss_result {
+    boundary(|| {
+        check_null!(out);
+        let mut got = None;
+        let r = call(mgr, |m| {
+            got = Some(with_request(m, conn, |r| {
+                Ok(wss_http_request {
+                    method: wss_str::of(r.method()),
+                    path: wss_str::of(r.path()),
+                    query: wss_str::of(r.query()),
+                    target: wss_str::of(r.target.get(&r.head)),
+                    version: wss_str::of(if r.minor_version == 0 {
+                        b"HTTP/1.0"
+                    } else {
+                        b"HTTP/1.1"
+                    }),
+                    body: wss_str::of(&r.body),
+                    header_count: r.headers.len(),
+                })
+            })?);
+            Ok(())
+        });
+        if let Some(v) = got {
+            // SAFETY: non-null out-parameter.
+            unsafe { *out = v };
+        }
+        r
+    })
+}
+
+/// The first value of header `name` (case-insensitive, NUL-terminated) of the request
+/// waiting on `conn`, in `*value_out` (same lifetime as `wss_http_request`).
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NOT_FOUND` when the header is absent (or the
+/// id is stale); `WSS_RESULT_INVALID_STATE` when no request is waiting.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_header(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    name: *const c_char,
+    value_out: *mut wss_str,
+) -> wss_result {
+    boundary(|| {
+        check_null!(name, value_out);
+        // SAFETY: non-null, NUL-terminated.
+        let name = unsafe { cstr(name) }.unwrap_or_default();
+        let mut got = None;
+        let r = call(mgr, |m| {
+            got = Some(with_request(m, conn, |r| {
+                r.header(name).map(wss_str::of).ok_or_else(|| {
+                    Error::Missing(format!("no header {:?}", String::from_utf8_lossy(name)))
+                })
+            })?);
+            Ok(())
+        });
+        if let Some(v) = got {
+            // SAFETY: non-null out-parameter.
+            unsafe { *value_out = v };
+        }
+        r
+    })
+}
+
+/// Header line `index` (0-based, in arrival order) of the request waiting on `conn`.
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NOT_FOUND` when `index >= header_count`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_header_at(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    index: usize,
+    name_out: *mut wss_str,
+    value_out: *mut wss_str,
+) -> wss_result {
+    boundary(|| {
+        check_null!(name_out, value_out);
+        let mut got = None;
+        let r = call(mgr, |m| {
+            got = Some(with_request(m, conn, |r| {
+                r.header_at(index)
+                    .map(|(n, v)| (wss_str::of(n), wss_str::of(v)))
+                    .ok_or_else(|| Error::Missing(format!("no header line {index}")))
+            })?);
+            Ok(())
+        });
+        if let Some((n, v)) = got {
+            // SAFETY: non-null out-parameters.
+            unsafe {
+                *name_out = n;
+                *value_out = v;
+            }
+        }
+        r
+    })
+}
+
+/// Answers the request waiting on `conn` with a whole reply: status line, `Date`,
+/// `Content-Length` (unless `extra_headers` has one, or the status has no body),
+/// `Connection` as needed, the extra headers, then `len` bytes of `body` (omitted for
+/// HEAD requests; the length is still announced). The bytes are copied.
+///
+/// `extra_headers`: NULL or header lines "Name: value\r\n" (a final CRLF may be left
+/// out; LF alone is accepted). Each line is checked: a line that could split the reply
+/// (bad name, control characters) fails the call with WSS_RESULT_INVALID_ARGUMENT. A
+/// "Connection: close" among them closes the connection after the reply.
+///
+/// After the reply the next pipelined request, if any, is delivered; or the connection
+/// closes (HTTP/1.0 without keep-alive, "Connection: close", the peer half-closed).
+///
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_STATE` when no request is waiting or a
+/// reply is under way; `WSS_RESULT_INVALID_ARGUMENT` (status outside 100-599 or 101,
+/// bad headers); `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
+///
+/// Example:
+/// ```c
+/// const char *hi = "hello\n";
+/// wss_http_reply(mgr, ev.conn, 200, "Content-Type: text/plain\r\n", (const uint8_t *)hi, strlen(hi));
+/// ```
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_reply(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    status: u16,
+    extra_headers: *const c_char,
+    body: *const u8,
+    len: usize,
+) -> wss_result {
+    boundary(|| {
+        // SAFETY: `len` readable bytes at `body` (or len 0).
+        let Some(body) = (unsafe { slice(body, len) }) else {
+            return wss_result::WSS_RESULT_NULL_PARAMETER;
+        };
+        // SAFETY: NULL or NUL-terminated.
+        let extra = unsafe { cstr(extra_headers) }.unwrap_or_default();
+        call(mgr, |m| {
+            m.with_conn(conn, |core, c| {
+                crate::mgr::http_reply(core, c, status, extra, body)
+            })
+        })
+    })
+}
+
+/// Starts a reply whose body follows in pieces (`wss_http_chunk`): HTTP/1.1 clients get
+/// `Transfer-Encoding: chunked`; HTTP/1.0 clients get the body until the connection
+/// closes. Headers as for `wss_http_reply`.
+/// Returns: as `wss_http_reply`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_chunked_begin(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    status: u16,
+    extra_headers: *const c_char,
+) -> wss_result {
+    boundary(|| {
+        // SAFETY: NULL or NUL-terminated.
+        let extra = unsafe { cstr(extra_headers) }.unwrap_or_default();
+        call(mgr, |m| {
+            m.with_conn(conn, |core, c| {
+                crate::mgr::http_chunked_begin(core, c, status, extra)
+            })
+        })
+    })
+}
+
+/// Sends one piece of a reply started with `wss_http_chunked_begin`; `len` 0 ends the
+/// reply (then the next request, if any, is delivered). The bytes are copied.
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_STATE` when no chunked reply is under
+/// way; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_chunk(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    data: *const u8,
+    len: usize,
+) -> wss_result {
+    boundary(|| {
+        // SAFETY: `len` readable bytes at `data` (or len 0).
+        let Some(data) = (unsafe { slice(data, len) }) else {
+            return wss_result::WSS_RESULT_NULL_PARAMETER;
+        };
+        call(mgr, |m| {
+            m.with_conn(conn, |core, c| crate::mgr::http_chunk(core, c, data))
+        })
+    })
+}

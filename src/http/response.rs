@@ -1,0 +1,260 @@
+//! Writing response heads: status line, automatic headers, validated extra headers.
+
+use std::fmt::Write as _;
+
+/// An HTTP status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u16);
+
+#[allow(missing_docs)]
+impl Status {
+    pub const CONTINUE: Status = Status(100);
+    pub const SWITCHING_PROTOCOLS: Status = Status(101);
+    pub const OK: Status = Status(200);
+    pub const NO_CONTENT: Status = Status(204);
+    pub const PARTIAL_CONTENT: Status = Status(206);
+    pub const MOVED_PERMANENTLY: Status = Status(301);
+    pub const NOT_MODIFIED: Status = Status(304);
+    pub const BAD_REQUEST: Status = Status(400);
+    pub const FORBIDDEN: Status = Status(403);
+    pub const NOT_FOUND: Status = Status(404);
+    pub const METHOD_NOT_ALLOWED: Status = Status(405);
+    pub const REQUEST_TIMEOUT: Status = Status(408);
+    pub const PAYLOAD_TOO_LARGE: Status = Status(413);
+    pub const URI_TOO_LONG: Status = Status(414);
+    pub const RANGE_NOT_SATISFIABLE: Status = Status(416);
+    pub const EXPECTATION_FAILED: Status = Status(417);
+    pub const UPGRADE_REQUIRED: Status = Status(426);
+    pub const HEADER_TOO_LARGE: Status = Status(431);
+    pub const INTERNAL_ERROR: Status = Status(500);
+    pub const NOT_IMPLEMENTED: Status = Status(501);
+    pub const SERVICE_UNAVAILABLE: Status = Status(503);
+    pub const VERSION_NOT_SUPPORTED: Status = Status(505);
+}
+
+impl Status {
+    /// Whether a response with this status carries no body (RFC 9110 §6.4.1).
+    pub fn forbids_body(self) -> bool {
+        self.0 < 200 || self.0 == 204 || self.0 == 304
+    }
+
+    /// The reason phrase.
+    pub fn reason(self) -> &'static str {
+        match self.0 {
+            100 => "Continue",
+            101 => "Switching Protocols",
+            200 => "OK",
+            201 => "Created",
+            202 => "Accepted",
+            204 => "No Content",
+            206 => "Partial Content",
+            301 => "Moved Permanently",
+            302 => "Found",
+            303 => "See Other",
+            304 => "Not Modified",
+            307 => "Temporary Redirect",
+            308 => "Permanent Redirect",
+            400 => "Bad Request",
+            401 => "Unauthorized",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            406 => "Not Acceptable",
+            408 => "Request Timeout",
+            409 => "Conflict",
+            410 => "Gone",
+            411 => "Length Required",
+            412 => "Precondition Failed",
+            413 => "Content Too Large",
+            414 => "URI Too Long",
+            415 => "Unsupported Media Type",
+            416 => "Range Not Satisfiable",
+            417 => "Expectation Failed",
+            422 => "Unprocessable Content",
+            426 => "Upgrade Required",
+            429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
+            500 => "Internal Server Error",
+            501 => "Not Implemented",
+            502 => "Bad Gateway",
+            503 => "Service Unavailable",
+            504 => "Gateway Timeout",
+            505 => "HTTP Version Not Supported",
+            _ => "",
+        }
+    }
+}
+
+/// Which automatic headers the application's extra headers already provide.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Provided {
+    /// `Content-Length` or `Transfer-Encoding` present.
+    pub length: bool,
+    /// `Date` present.
+    pub date: bool,
+    /// `Connection: close` present: the connection closes after this reply.
+    pub close: bool,
+    /// `Connection` present at all.
+    pub connection: bool,
+}
+
+/// Checks application-supplied header lines and normalises them to `Name: value\r\n`.
+///
+/// Lines may end in CRLF or LF; the last one may omit it. Each must be a valid
+/// `token: value` with no control characters, so a reply can never be split by
+/// header injection.
+pub fn normalize_headers(extra: &[u8], out: &mut Vec<u8>) -> Result<Provided, String> {
+    let mut provided = Provided::default();
+    for raw in extra.split(|&b| b == b'\n') {
+        let line = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if line.is_empty() {
+            continue;
+        }
+        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
+            format!(
+                "header line without ':': {:?}",
+                String::from_utf8_lossy(line)
+            )
+        })?;
+        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
+        if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
+            return Err(format!(
+                "invalid header name: {:?}",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+            return Err(format!(
+                "control character in header {:?}",
+                String::from_utf8_lossy(name)
+            ));
+        }
+        if name.eq_ignore_ascii_case(b"content-length")
+            || name.eq_ignore_ascii_case(b"transfer-encoding")
+        {
+            provided.length = true;
+        } else if name.eq_ignore_ascii_case(b"date") {
+            provided.date = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            provided.connection = true;
+            provided.close |= value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    Ok(provided)
+}
+
+/// RFC 9110 `tchar`.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// How the body length of a reply is announced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length: n`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// No length: the body ends when the connection closes (HTTP/1.0 streaming).
+    UntilClose,
+    /// No body and no length header (1xx, 204, 304, or the application set one).
+    None,
+}
+
+/// Writes a status line and headers (with the blank line) into `out`.
+pub fn write_head(
+    out: &mut Vec<u8>,
+    status: Status,
+    date: &str,
+    framing: Framing,
+    keep_alive: Option<bool>,
+    extra_normalized: &[u8],
+) {
+    let _ = write!(Writer(out), "HTTP/1.1 {} {}\r\n", status.0, status.reason());
+    if !date.is_empty() {
+        out.extend_from_slice(b"Date: ");
+        out.extend_from_slice(date.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        Framing::Length(n) => {
+            let _ = write!(Writer(out), "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        Framing::UntilClose | Framing::None => {}
+    }
+    match keep_alive {
+        Some(true) => out.extend_from_slice(b"Connection: keep-alive\r\n"),
+        Some(false) => out.extend_from_slice(b"Connection: close\r\n"),
+        None => {}
+    }
+    out.extend_from_slice(extra_normalized);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// `fmt::Write` into a byte vector.
+pub struct Writer<'a>(pub &'a mut Vec<u8>);
+
+impl std::fmt::Write for Writer<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_and_detects_automatic_headers() {
+        let mut out = Vec::new();
+        let p = normalize_headers(
+            b"Content-Type: text/plain\nX-A:  b \r\nConnection: keep-alive, close",
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"Content-Type: text/plain\r\nX-A: b\r\nConnection: keep-alive, close\r\n"
+        );
+        assert!(p.close && p.connection && !p.length && !p.date);
+    }
+
+    #[test]
+    fn refuses_injection() {
+        for bad in [
+            &b"X: a\rSet-Cookie: x"[..],
+            b"Bad Name: x",
+            b"NoColon",
+            b": empty",
+            b"X: \x01",
+        ] {
+            assert!(
+                normalize_headers(bad, &mut Vec::new()).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn writes_a_head() {
+        let mut out = Vec::new();
+        write_head(
+            &mut out,
+            Status::NOT_FOUND,
+            "D",
+            Framing::Length(3),
+            Some(false),
+            b"X: y\r\n",
+        );
+        assert_eq!(out, b"HTTP/1.1 404 Not Found\r\nDate: D\r\nContent-Length: 3\r\nConnection: close\r\nX: y\r\n\r\n");
+    }
+}

@@ -1,0 +1,317 @@
+//! State the manager shares across connections (event queue, buffers, clock, deadline
+//! heap), and the operations on one connection that need it: queue an event, send,
+//! flush, close. Kept apart from the connection table so that a connection and the
+//! core can be borrowed at the same time.
+
+use crate::conn::{Conn, State};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, Payload, FLAG_BY_PEER};
+use crate::http::date::DateCache;
+use crate::http::request::Request;
+use crate::timers::Deadlines;
+use mio::Registry;
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Size of the shared receive buffer: every read lands here first, so idle
+/// connections need no buffer of their own.
+pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
+/// Write buffers up to this capacity are kept for reuse.
+const POOLED_BUFFER_MAX: usize = 64 << 10;
+/// Most buffers kept for reuse.
+const POOL_MAX: usize = 256;
+
+/// An event plus whether it counts against its connection's queue limits.
+pub struct Queued {
+    /// The event.
+    pub ev: Event,
+    /// Counted in the connection's `queued_events`/`queued_bytes`.
+    pub counted: bool,
+}
+
+/// Manager-wide state.
+pub struct Core {
+    /// Events not yet drained, in arrival order.
+    pub queue: VecDeque<Queued>,
+    /// Events handed out since the last drain call; their payloads live until then.
+    pub delivered: Vec<Event>,
+    /// Requests whose memory events may still point into; recycled at the next drain.
+    pub parked: Vec<Box<Request>>,
+    /// Recycled request buffers.
+    pub request_pool: Vec<Box<Request>>,
+    /// Recycled byte buffers.
+    pub buf_pool: Vec<Vec<u8>>,
+    /// The shared receive buffer (taken out while in use).
+    pub scratch: Vec<u8>,
+    /// Clock of the current poll iteration.
+    pub now: Instant,
+    /// Connection deadlines.
+    pub deadlines: Deadlines,
+    /// Connections (and listeners) to read again without waiting for readiness.
+    pub retry: Vec<u64>,
+    /// The earliest deadline moved: the timerfd must be re-armed.
+    pub timer_dirty: bool,
+    /// `Date` header cache.
+    pub date: DateCache,
+    /// Open connections (not listeners).
+    pub conn_count: u32,
+    /// Poll registry, to deregister sockets on close.
+    pub registry: Registry,
+    /// Set when work appeared that the host loop must see (read resumed): wake the fd.
+    pub needs_wake: bool,
+    /// Inside `Manager::poll`: events queued now are seen by the caller of poll.
+    pub in_poll: bool,
+}
+
+impl Core {
+    /// A core around a poll registry.
+    pub fn new(registry: Registry) -> Core {
+        Core {
+            queue: VecDeque::new(),
+            delivered: Vec::new(),
+            parked: Vec::new(),
+            request_pool: Vec::new(),
+            buf_pool: Vec::new(),
+            scratch: vec![0; SCRATCH_SIZE],
+            now: Instant::now(),
+            deadlines: Deadlines::default(),
+            retry: Vec::new(),
+            timer_dirty: false,
+            date: DateCache::default(),
+            conn_count: 0,
+            registry,
+            needs_wake: false,
+            in_poll: false,
+        }
+    }
+
+    /// A cleared buffer from the pool (or a new one).
+    pub fn take_buf(&mut self) -> Vec<u8> {
+        self.buf_pool.pop().unwrap_or_default()
+    }
+
+    /// Gives a buffer back for reuse (dropped when large or when the pool is full).
+    pub fn give_buf(&mut self, mut b: Vec<u8>) {
+        if b.capacity() > 0 && b.capacity() <= POOLED_BUFFER_MAX && self.buf_pool.len() < POOL_MAX {
+            b.clear();
+            self.buf_pool.push(b);
+        }
+    }
+
+    /// Queues an event that is not tied to a connection's limits.
+    pub fn push(&mut self, ev: Event) {
+        self.note_push();
+        self.queue.push_back(Queued { ev, counted: false });
+    }
+
+    /// Queues an event for `conn`, counting it against the connection's queue limits.
+    pub fn push_for(&mut self, conn: &mut Conn, ev: Event) {
+        conn.queued_events += 1;
+        conn.queued_bytes += ev.data.len();
+        self.note_push();
+        self.queue.push_back(Queued { ev, counted: true });
+    }
+
+    /// An event queued outside `poll` (by a call of the application) must wake a host
+    /// loop that sleeps on the manager's fd, or it would wait for unrelated I/O.
+    fn note_push(&mut self) {
+        if !self.in_poll {
+            self.needs_wake = true;
+        }
+    }
+
+    /// Schedules the connection's next deadline check if it is earlier than the one
+    /// already in the heap.
+    pub fn schedule(&mut self, c: &mut Conn) {
+        if let Some((at, _)) = c.next_deadline() {
+            if c.deadline_at.is_none_or(|cur| at < cur) {
+                c.deadline_at = Some(at);
+                self.deadlines.push(at, c.id);
+                self.timer_dirty = true;
+            }
+        }
+    }
+
+    /// Sends bytes (several parts, written with one system call when possible).
+    ///
+    /// Writes at once when nothing is buffered; what the socket does not take is
+    /// buffered and flushed when it turns writable. A send that finds more than
+    /// `max_send_buffer` bytes already waiting is refused and the connection closed.
+    pub fn send(&mut self, c: &mut Conn, parts: &[&[u8]]) -> Result<()> {
+        if !c.can_send() {
+            return Err(Error::Closed(c.id));
+        }
+        if c.buffered() > c.cfg.max_send_buffer {
+            let msg = format!(
+                "send buffer over its limit of {} bytes: the peer is not reading",
+                c.cfg.max_send_buffer
+            );
+            self.close_now(c, false, Some((crate::error::code::LIMIT, msg.clone())));
+            return Err(Error::Limit(msg));
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let mut written = 0;
+        let stream = c.stream.as_mut().expect("can_send checked it");
+        if c.wpos == c.wbuf.len()
+            && c.state == State::Open
+            && !stream.is_handshaking()
+            && !stream.wants_write()
+        {
+            let r = if parts.len() == 1 {
+                stream.write(parts[0])
+            } else {
+                let slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+                stream.write_vectored(&slices)
+            };
+            match r {
+                Ok(n) => written = n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let msg = format!("write failed: {e}");
+                    self.close_now(c, true, Some((crate::error::code::IO, msg)));
+                    return Err(Error::io("write", e));
+                }
+            }
+        }
+        if written < total {
+            if c.wbuf.capacity() == 0 {
+                c.wbuf = self.take_buf();
+            }
+            let mut skip = written;
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                    continue;
+                }
+                c.wbuf.extend_from_slice(&p[skip..]);
+                skip = 0;
+            }
+            if c.buffered() > c.cfg.send_low_water {
+                c.drain_armed = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes buffered bytes until the socket stops taking them; then finishes a
+    /// graceful close or emits a drain event as due.
+    pub fn flush(&mut self, c: &mut Conn) {
+        let Some(stream) = c.stream.as_mut() else {
+            return;
+        };
+        if c.state == State::Connecting {
+            return;
+        }
+        match stream.flush_pending() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                self.close_now(
+                    c,
+                    true,
+                    Some((crate::error::code::IO, format!("write failed: {e}"))),
+                );
+                return;
+            }
+        }
+        if stream.is_handshaking() {
+            return;
+        }
+        while c.wpos < c.wbuf.len() {
+            match stream.write(&c.wbuf[c.wpos..]) {
+                Ok(0) => break,
+                Ok(n) => c.wpos += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.close_now(
+                        c,
+                        true,
+                        Some((crate::error::code::IO, format!("write failed: {e}"))),
+                    );
+                    return;
+                }
+            }
+        }
+        if c.wpos == c.wbuf.len() && c.wbuf.capacity() > 0 {
+            let b = std::mem::take(&mut c.wbuf);
+            self.give_buf(b);
+            c.wpos = 0;
+        }
+        if c.drain_armed && c.buffered() <= c.cfg.send_low_water && c.state == State::Open {
+            c.drain_armed = false;
+            let ev = Event::new(EventKind::Drain, c.id);
+            self.push_for(c, ev);
+        }
+        if c.state == State::Closing
+            && c.buffered() == 0
+            && !c.stream.as_ref().is_some_and(|s| s.wants_write())
+        {
+            self.start_linger(c);
+        }
+    }
+
+    /// Closes gracefully: stop taking sends, flush, shut down the write side, discard
+    /// input until the peer closes (so our last bytes are not lost to a reset).
+    pub fn close_graceful(&mut self, c: &mut Conn) {
+        match c.state {
+            State::Open | State::Connecting if c.stream.is_some() => {
+                c.state = State::Closing;
+                self.flush(c);
+                self.schedule(c);
+            }
+            _ => {}
+        }
+    }
+
+    fn start_linger(&mut self, c: &mut Conn) {
+        if c.peer_eof {
+            self.close_now(c, false, None);
+            return;
+        }
+        if let Some(s) = c.stream.as_mut() {
+            s.shutdown_write();
+        }
+        c.state = State::Lingering(self.now);
+        self.schedule(c);
+    }
+
+    /// Closes at once: the socket goes, buffers are freed, an optional error event and
+    /// then the close event are queued. The entry stays until the close event is drained.
+    pub fn close_now(&mut self, c: &mut Conn, by_peer: bool, error: Option<(i32, String)>) {
+        let Some(mut stream) = c.stream.take() else {
+            return;
+        };
+        let _ = self.registry.deregister(stream.tcp_mut());
+        drop(stream);
+        if let Some(count) = &c.listener_count {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.conn_count = self.conn_count.saturating_sub(1);
+        c.state = State::Closed;
+        let r = std::mem::take(&mut c.rbuf);
+        self.give_buf(r);
+        let w = std::mem::take(&mut c.wbuf);
+        self.give_buf(w);
+        c.wpos = 0;
+        if let Some((code, text)) = error {
+            let mut ev = Event::new(EventKind::Error, c.id).with_data(Payload::from(text));
+            ev.code = code;
+            ev.parent = c.parent;
+            self.push(ev);
+        }
+        let mut ev = Event::new(EventKind::Close, c.id);
+        ev.parent = c.parent;
+        if by_peer {
+            ev.flags |= FLAG_BY_PEER;
+        }
+        self.push(ev);
+    }
+}

@@ -1,0 +1,272 @@
+//! Where HTTP meets a connection: feeding input to the parser, queuing request
+//! events, writing replies, and moving on to the next pipelined request.
+
+use super::core::Core;
+use crate::conn::{Conn, Proto};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, Payload};
+use crate::http::request::HeadLimits;
+use crate::http::response::{normalize_headers, write_head, Framing, Status, Writer};
+use crate::http::server::{Feed, HttpConn, Reply};
+use std::fmt::Write as _;
+
+fn limits(c: &Conn) -> HeadLimits {
+    HeadLimits {
+        max_header_bytes: c.cfg.max_header_bytes,
+        max_uri_bytes: c.cfg.max_uri_bytes,
+        max_body_bytes: c.cfg.max_body_bytes,
+    }
+}
+
+/// Feeds input to the HTTP parser; returns the bytes consumed.
+pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
+    let lim = limits(c);
+    let mut pos = 0;
+    loop {
+        let Proto::Http(h) = &mut c.proto else {
+            return pos;
+        };
+        let (n, feed) = h.feed(&input[pos..], &lim, core.now, &mut core.request_pool);
+        pos += n;
+        match feed {
+            Feed::More => return pos,
+            Feed::Continue => {
+                let _ = core.send(c, &[b"HTTP/1.1 100 Continue\r\n\r\n"]);
+            }
+            Feed::Request => {
+                let req = h.request().expect("Feed::Request leaves a request waiting");
+                // The body stays in the request until it is answered and the events that
+                // point into it are released (see Manager::release).
+                let body = Payload::Borrowed(req.body.as_ptr(), req.body.len());
+                let mut ev = Event::new(EventKind::HttpMsg, c.id);
+                ev.parent = c.parent;
+                ev.data = body;
+                core.push_for(c, ev);
+                core.schedule(c);
+                return pos;
+            }
+            Feed::Reject(r) => {
+                refuse(core, c, r.status, r.reason);
+                return input.len();
+            }
+        }
+    }
+}
+
+/// Answers with an error status and closes after it; reports the reason as an error event.
+pub fn refuse(core: &mut Core, c: &mut Conn, status: Status, reason: &'static str) {
+    let mut ev = Event::new(EventKind::Error, c.id).with_data(Payload::Static(reason));
+    ev.code = i32::from(status.0);
+    ev.parent = c.parent;
+    core.push(ev);
+    if let Proto::Http(h) = &mut c.proto {
+        if let Some(r) = h.take_request() {
+            core.parked.push(r);
+        }
+        h.head_started = None;
+        h.body_started = None;
+    }
+    let mut out = core.take_buf();
+    let body = format!("{} {}\n", status.0, reason);
+    let date = core.date.now().to_string();
+    write_head(
+        &mut out,
+        status,
+        &date,
+        Framing::Length(body.len() as u64),
+        Some(false),
+        b"",
+    );
+    out.extend_from_slice(body.as_bytes());
+    let _ = core.send(c, &[&out]);
+    core.give_buf(out);
+    core.close_graceful(c);
+}
+
+fn waiting_http(c: &mut Conn) -> Result<&mut HttpConn> {
+    if !c.can_send() {
+        return Err(Error::Closed(c.id));
+    }
+    let id = c.id;
+    let h = c
+        .http_mut()
+        .ok_or(Error::WrongKind("not an HTTP connection"))?;
+    if !h.is_waiting() {
+        return Err(Error::InvalidState(format!(
+            "connection {id} has no request waiting for a reply"
+        )));
+    }
+    Ok(h)
+}
+
+/// What a reply head needs to know about its request.
+struct ReplyPlan {
+    head: Vec<u8>,
+    is_head_request: bool,
+    keep_alive: bool,
+}
+
+fn plan_reply(
+    core: &mut Core,
+    c: &mut Conn,
+    status: u16,
+    extra: &[u8],
+    framing: impl FnOnce(bool) -> Framing,
+) -> Result<ReplyPlan> {
+    if !(100..=599).contains(&status) || status == 101 {
+        return Err(Error::InvalidArgument(format!(
+            "status {status} (100-599; use wss_ws_upgrade for 101)"
+        )));
+    }
+    let status = Status(status);
+    let peer_eof = c.peer_eof;
+    let h = waiting_http(c)?;
+    if h.reply != Reply::None {
+        return Err(Error::InvalidState(
+            "a reply to this request is already under way".into(),
+        ));
+    }
+    let req = h.request().expect("waiting_http checked it");
+    let (is_head_request, http10, req_keep_alive) =
+        (req.is_head(), req.minor_version == 0, req.keep_alive);
+    let mut extra_norm = core.take_buf();
+    let provided = match normalize_headers(extra, &mut extra_norm) {
+        Ok(p) => p,
+        Err(e) => {
+            core.give_buf(extra_norm);
+            return Err(Error::InvalidArgument(e));
+        }
+    };
+    let mut framing = if status.forbids_body() || provided.length {
+        Framing::None
+    } else {
+        framing(http10)
+    };
+    let keep_alive =
+        req_keep_alive && !provided.close && !peer_eof && framing != Framing::UntilClose;
+    if framing == Framing::UntilClose && is_head_request {
+        framing = Framing::None;
+    }
+    let conn_header = if provided.connection {
+        None
+    } else if !keep_alive {
+        Some(false)
+    } else if http10 {
+        Some(true)
+    } else {
+        None
+    };
+    let date = if provided.date {
+        String::new()
+    } else {
+        core.date.now().to_string()
+    };
+    let mut head = core.take_buf();
+    write_head(&mut head, status, &date, framing, conn_header, &extra_norm);
+    core.give_buf(extra_norm);
+    h.close_after_reply = !keep_alive;
+    Ok(ReplyPlan {
+        head,
+        is_head_request,
+        keep_alive,
+    })
+}
+
+/// `wss_http_reply`: a whole reply with an automatic `Content-Length` and `Date`.
+pub fn reply(core: &mut Core, c: &mut Conn, status: u16, extra: &[u8], body: &[u8]) -> Result<()> {
+    let plan = plan_reply(core, c, status, extra, |_| {
+        Framing::Length(body.len() as u64)
+    })?;
+    let body = if plan.is_head_request || Status(status).forbids_body() {
+        &[][..]
+    } else {
+        body
+    };
+    let r = core.send(c, &[&plan.head, body]);
+    core.give_buf(plan.head);
+    r?;
+    finish(core, c, plan.keep_alive);
+    Ok(())
+}
+
+/// `wss_http_chunked_begin`: starts a reply whose body comes in pieces.
+pub fn chunked_begin(core: &mut Core, c: &mut Conn, status: u16, extra: &[u8]) -> Result<()> {
+    let plan = plan_reply(core, c, status, extra, |http10| {
+        if http10 {
+            Framing::UntilClose
+        } else {
+            Framing::Chunked
+        }
+    })?;
+    let r = core.send(c, &[&plan.head]);
+    core.give_buf(plan.head);
+    r?;
+    let http10 = c
+        .http_mut()
+        .and_then(|h| h.request().map(|r| r.minor_version == 0))
+        .unwrap_or(false);
+    let h = c.http_mut().expect("plan_reply checked it");
+    h.reply = if http10 && !plan.is_head_request {
+        Reply::UntilClose
+    } else {
+        Reply::Chunked
+    };
+    if plan.is_head_request {
+        // No body will be sent; remember that chunks are to be dropped.
+        h.close_after_reply = !plan.keep_alive;
+    }
+    Ok(())
+}
+
+/// `wss_http_chunk`: one piece of a chunked reply; an empty piece ends it.
+pub fn chunk(core: &mut Core, c: &mut Conn, data: &[u8]) -> Result<()> {
+    let h = waiting_http(c)?;
+    let mode = h.reply;
+    let keep_alive = !h.close_after_reply;
+    let is_head_request = h.request().is_some_and(|r| r.is_head());
+    match mode {
+        Reply::Chunked => {
+            if data.is_empty() {
+                if !is_head_request {
+                    core.send(c, &[b"0\r\n\r\n"])?;
+                }
+                finish(core, c, keep_alive);
+            } else if !is_head_request {
+                let mut size = Vec::with_capacity(20);
+                let _ = write!(Writer(&mut size), "{:x}\r\n", data.len());
+                core.send(c, &[&size, data, b"\r\n"])?;
+            }
+            Ok(())
+        }
+        Reply::UntilClose => {
+            if data.is_empty() {
+                finish(core, c, false);
+            } else {
+                core.send(c, &[data])?;
+            }
+            Ok(())
+        }
+        Reply::None | Reply::File => Err(Error::InvalidState(
+            "no chunked reply under way (call wss_http_chunked_begin)".into(),
+        )),
+    }
+}
+
+/// Ends the current request: park its memory, then close or go on with the next one.
+pub fn finish(core: &mut Core, c: &mut Conn, keep_alive: bool) {
+    let Proto::Http(h) = &mut c.proto else { return };
+    if let Some(r) = h.finish() {
+        core.parked.push(r);
+    }
+    if !keep_alive || c.peer_eof {
+        core.close_graceful(c);
+        return;
+    }
+    core.schedule(c);
+    if c.read_paused && !c.input_blocked() {
+        c.read_paused = false;
+        core.retry.push(c.id);
+        core.needs_wake = true;
+    }
+    super::resume_input(core, c);
+}

@@ -1,0 +1,905 @@
+//! The manager: a mio poll, the table of listeners and connections, timers, and the
+//! event queue the application drains. Nothing here calls into foreign code: protocol
+//! handlers run inside `poll` and queue events.
+
+mod core;
+mod http;
+mod shared;
+
+pub use self::core::{Core, Queued};
+pub use self::http::{
+    chunk as http_chunk, chunked_begin as http_chunked_begin, reply as http_reply,
+};
+pub use self::shared::{Cross, Shared};
+
+use crate::config::{ListenConfig, MgrConfig};
+use crate::conn::{Conn, Expiry, Proto, State};
+use crate::error::{code, Error, Result};
+use crate::event::{Event, EventKind, Payload};
+use crate::net::socket;
+use crate::net::stream::Stream;
+use crate::slots::Slots;
+use crate::timerfd::TimerFd;
+use crate::timers::Timers;
+use crate::url::{Scheme, Url};
+use mio::net::{TcpListener, UdpSocket};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const WAKER: Token = Token(usize::MAX - 1);
+const TIMER: Token = Token(usize::MAX - 2);
+
+/// A listening socket.
+#[derive(Debug)]
+pub enum ListenSocket {
+    /// Stream listener.
+    Tcp(TcpListener),
+    /// Datagram socket; its datagrams are read events of the listener itself.
+    Udp(UdpSocket),
+}
+
+/// A listener entry.
+#[derive(Debug)]
+pub struct Listener {
+    /// Its id.
+    pub id: u64,
+    /// What accepted connections speak.
+    pub scheme: Scheme,
+    /// The socket; `None` once closed.
+    pub socket: Option<ListenSocket>,
+    /// Settings for accepted connections.
+    pub cfg: Arc<ListenConfig>,
+    /// Limits shared by accepted connections.
+    pub conn_cfg: Arc<crate::config::ConnConfig>,
+    /// Open accepted connections.
+    pub open: Arc<AtomicU32>,
+    /// The address it is bound to.
+    pub local: SocketAddr,
+    /// UDP: the peer of the last datagram, where `wss_conn_send` answers.
+    pub last_peer: Option<SocketAddr>,
+    /// Undrained events of a UDP listener.
+    pub queued_events: u32,
+    /// Reading stopped until events are drained.
+    pub read_paused: bool,
+}
+
+/// A table entry: a listener or a connection.
+#[derive(Debug)]
+pub enum Entry {
+    /// A listener.
+    Listener(Listener),
+    /// A connection.
+    Conn(Box<Conn>),
+}
+
+/// The event manager.
+pub struct Manager {
+    poll: Poll,
+    events: Events,
+    ready: Vec<(Token, bool, bool)>,
+    /// Listeners and connections.
+    pub entries: Slots<Entry>,
+    /// Manager-wide state.
+    pub core: Core,
+    timers: Timers,
+    timerfd: TimerFd,
+    fired: Vec<u64>,
+    shared: Arc<Shared>,
+    cfg: MgrConfig,
+}
+
+impl Manager {
+    /// Creates a manager.
+    pub fn new(cfg: MgrConfig) -> io::Result<Manager> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let timerfd = TimerFd::new()?;
+        poll.registry()
+            .register(&mut SourceFd(&timerfd.raw_fd()), TIMER, Interest::READABLE)?;
+        let registry = poll.registry().try_clone()?;
+        Ok(Manager {
+            poll,
+            events: Events::with_capacity(1024),
+            ready: Vec::new(),
+            entries: Slots::new(0),
+            core: Core::new(registry),
+            timers: Timers::default(),
+            timerfd,
+            fired: Vec::new(),
+            shared: Arc::new(Shared::new(waker)),
+            cfg,
+        })
+    }
+
+    /// The part other threads may use.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The file descriptor that turns readable when the manager has work.
+    pub fn fd(&self) -> i32 {
+        use std::os::fd::AsRawFd;
+        self.poll.as_raw_fd()
+    }
+
+    // ---- listeners and clients ----------------------------------------------------
+
+    /// Opens a listener on `url`.
+    pub fn listen(&mut self, url: &str, cfg: ListenConfig) -> Result<u64> {
+        let url = Url::parse(url)?;
+        if url.scheme.is_tls() {
+            return Err(Error::InvalidArgument(format!(
+                "{:?} listeners need TLS, which is not built in yet",
+                url.scheme
+            )));
+        }
+        let addr = *url
+            .socket_addrs()?
+            .first()
+            .expect("socket_addrs is never empty");
+        let backlog = if cfg.backlog == 0 { 1024 } else { cfg.backlog };
+        let (mut socket, local) = if url.scheme == Scheme::Udp {
+            let s = socket::udp_socket(addr, cfg.reuse_port)
+                .map_err(|e| Error::io(format!("bind udp {addr}"), e))?;
+            let local = s.local_addr().map_err(|e| Error::io("local address", e))?;
+            (ListenSocket::Udp(s), local)
+        } else {
+            let s = socket::tcp_listener(addr, backlog, cfg.reuse_port)
+                .map_err(|e| Error::io(format!("listen on {addr}"), e))?;
+            let local = s.local_addr().map_err(|e| Error::io("local address", e))?;
+            (ListenSocket::Tcp(s), local)
+        };
+        let id = self
+            .entries
+            .next_id()
+            .ok_or_else(|| Error::Limit("connection table full".into()))?;
+        let token = Token(Slots::<Entry>::index_of(id));
+        let reg = self.poll.registry();
+        match &mut socket {
+            ListenSocket::Tcp(s) => reg.register(s, token, Interest::READABLE),
+            ListenSocket::Udp(s) => reg.register(s, token, Interest::READABLE),
+        }
+        .map_err(|e| Error::io("register listener", e))?;
+        let conn_cfg = Arc::new(cfg.conn.clone());
+        let listener = Listener {
+            id,
+            scheme: url.scheme,
+            socket: Some(socket),
+            cfg: Arc::new(cfg),
+            conn_cfg,
+            open: Arc::new(AtomicU32::new(0)),
+            local,
+            last_peer: None,
+            queued_events: 0,
+            read_paused: false,
+        };
+        let got = self.entries.insert_with(|_| Entry::Listener(listener));
+        debug_assert_eq!(got, Some(id));
+        self.core.push(Event::new(EventKind::Listen, id));
+        Ok(id)
+    }
+
+    /// Opens an outbound connection to `url` (`tcp://`).
+    pub fn connect(&mut self, url: &str, cfg: crate::config::ConnConfig) -> Result<u64> {
+        let url = Url::parse(url)?;
+        if url.scheme != Scheme::Tcp {
+            return Err(Error::InvalidArgument(format!(
+                "connect supports tcp:// URLs, not {:?}",
+                url.scheme
+            )));
+        }
+        let addr = *url
+            .socket_addrs()?
+            .first()
+            .expect("socket_addrs is never empty");
+        let mut sock = mio::net::TcpStream::connect(addr)
+            .map_err(|e| Error::io(format!("connect to {addr}"), e))?;
+        let id = self
+            .entries
+            .next_id()
+            .ok_or_else(|| Error::Limit("connection table full".into()))?;
+        self.poll
+            .registry()
+            .register(
+                &mut sock,
+                Token(Slots::<Entry>::index_of(id)),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .map_err(|e| Error::io("register connection", e))?;
+        let _ = sock.set_nodelay(true);
+        let now = Instant::now();
+        let conn = Conn::new(
+            id,
+            0,
+            url.scheme,
+            Stream::Tcp(sock),
+            Arc::new(cfg),
+            State::Connecting,
+            now,
+        );
+        self.entries.insert_with(|_| Entry::Conn(Box::new(conn)));
+        self.core.conn_count += 1;
+        if let Some(Entry::Conn(c)) = self.entries.get_mut(id) {
+            self.core.schedule(c);
+        }
+        Ok(id)
+    }
+
+    // ---- lookups ----------------------------------------------------------------------
+
+    /// The connection behind `id`, or NotFound / WrongKind.
+    pub fn conn_mut(&mut self, id: u64) -> Result<&mut Conn> {
+        match self.entries.get_mut(id) {
+            Some(Entry::Conn(c)) => Ok(c),
+            Some(Entry::Listener(_)) => Err(Error::WrongKind("a listener, not a connection")),
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// The listener behind `id`.
+    pub fn listener(&self, id: u64) -> Result<&Listener> {
+        match self.entries.get(id) {
+            Some(Entry::Listener(l)) => Ok(l),
+            Some(Entry::Conn(_)) => Err(Error::WrongKind("a connection, not a listener")),
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// Borrows a connection and the core together.
+    pub fn with_conn<T>(
+        &mut self,
+        id: u64,
+        f: impl FnOnce(&mut Core, &mut Conn) -> Result<T>,
+    ) -> Result<T> {
+        match self.entries.get_mut(id) {
+            Some(Entry::Conn(c)) => f(&mut self.core, c),
+            Some(Entry::Listener(_)) => Err(Error::WrongKind("a listener, not a connection")),
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    // ---- sending and closing ------------------------------------------------------------
+
+    /// Sends raw bytes on a tcp connection, or a datagram to the last peer of a udp listener.
+    pub fn send(&mut self, id: u64, data: &[u8]) -> Result<()> {
+        match self.entries.get_mut(id) {
+            Some(Entry::Conn(c)) => {
+                if !matches!(c.proto, Proto::Raw) {
+                    return Err(Error::WrongKind(
+                        "raw sends need a tcp:// or tls:// connection",
+                    ));
+                }
+                self.core.send(c, &[data])
+            }
+            Some(Entry::Listener(l)) => {
+                let peer = l.last_peer.ok_or_else(|| {
+                    Error::InvalidState("no datagram received yet: no peer to answer".into())
+                })?;
+                udp_send(l, peer, data)
+            }
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// Sends a datagram from a udp listener to `addr`.
+    pub fn udp_send_to(&mut self, id: u64, addr: &str, data: &[u8]) -> Result<()> {
+        let peer: SocketAddr = addr
+            .parse()
+            .map_err(|_| Error::InvalidArgument(format!("not an ip:port address: {addr:?}")))?;
+        match self.entries.get_mut(id) {
+            Some(Entry::Listener(l)) => udp_send(l, peer, data),
+            Some(Entry::Conn(_)) => {
+                Err(Error::WrongKind("a stream connection, not a udp listener"))
+            }
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// Closes a connection (gracefully or at once) or a listener.
+    pub fn close(&mut self, id: u64, flush_first: bool) -> Result<()> {
+        match self.entries.get_mut(id) {
+            Some(Entry::Conn(c)) => {
+                if c.state == State::Closed {
+                    return Err(Error::Closed(id));
+                }
+                if flush_first {
+                    self.core.close_graceful(c);
+                } else {
+                    self.core.close_now(c, false, None);
+                }
+                Ok(())
+            }
+            Some(Entry::Listener(l)) => {
+                let Some(mut s) = l.socket.take() else {
+                    return Err(Error::Closed(id));
+                };
+                let reg = self.poll.registry();
+                let _ = match &mut s {
+                    ListenSocket::Tcp(s) => reg.deregister(s),
+                    ListenSocket::Udp(s) => reg.deregister(s),
+                };
+                self.core.push(Event::new(EventKind::Close, id));
+                Ok(())
+            }
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    // ---- timers and wakeups --------------------------------------------------------------
+
+    /// Adds a timer.
+    pub fn timer_add(&mut self, ms: u64, repeat: bool) -> Result<u64> {
+        if repeat && ms == 0 {
+            return Err(Error::InvalidArgument(
+                "a repeating timer needs a period above 0 ms".into(),
+            ));
+        }
+        let now = Instant::now();
+        let id = self
+            .timers
+            .add(now, Duration::from_millis(ms), repeat)
+            .ok_or_else(|| Error::Limit("timer table full".into()))?;
+        self.core.timer_dirty = true;
+        self.after_call();
+        Ok(id)
+    }
+
+    /// Cancels a timer.
+    pub fn timer_cancel(&mut self, id: u64) -> Result<()> {
+        if self.timers.cancel(id) {
+            Ok(())
+        } else {
+            Err(Error::NotFound(id))
+        }
+    }
+
+    /// Milliseconds until the next timer or deadline (rounded up), or -1 if none.
+    pub fn next_timeout_ms(&mut self) -> i64 {
+        if !self.core.queue.is_empty() || !self.core.retry.is_empty() {
+            return 0;
+        }
+        match self.next_deadline() {
+            None => -1,
+            Some(at) => {
+                let d = at.saturating_duration_since(Instant::now());
+                d.as_millis() as i64 + i64::from(d.subsec_nanos() % 1_000_000 != 0)
+            }
+        }
+    }
+
+    fn next_deadline(&mut self) -> Option<Instant> {
+        match (self.timers.next_due(), self.core.deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Work to do at the end of every call from the application that may have moved a
+    /// deadline or resumed a read: keep the fd truthful.
+    pub fn after_call(&mut self) {
+        if self.core.timer_dirty {
+            self.core.timer_dirty = false;
+            let next = self.next_deadline();
+            self.timerfd.set(next, Instant::now());
+        }
+        if self.core.needs_wake {
+            self.core.needs_wake = false;
+            let _ = self.shared.wake();
+        }
+    }
+
+    // ---- draining events ---------------------------------------------------------------------
+
+    /// Releases the payloads handed out by the previous drain call.
+    pub fn release(&mut self) {
+        for ev in self.core.delivered.drain(..) {
+            if let Payload::Owned(v) = ev.data {
+                if v.capacity() <= 64 << 10 && self.core.buf_pool.len() < 256 {
+                    let mut v = v;
+                    v.clear();
+                    self.core.buf_pool.push(v);
+                }
+            }
+        }
+        for mut r in self.core.parked.drain(..) {
+            if self.core.request_pool.len() < 64 {
+                r.clear();
+                self.core.request_pool.push(r);
+            }
+        }
+    }
+
+    /// Pops the next event (of any connection, or of `only` one) and keeps it in
+    /// `delivered` until the next release. Does not release earlier events.
+    pub fn pop_event(&mut self, only: Option<u64>) -> Option<&Event> {
+        let q = match only {
+            None => self.core.queue.pop_front()?,
+            Some(id) => {
+                let i = self.core.queue.iter().position(|q| q.ev.conn == id)?;
+                self.core.queue.remove(i)?
+            }
+        };
+        if q.counted {
+            self.uncount(&q.ev);
+        }
+        if q.ev.kind == EventKind::Close {
+            self.remove_entry(q.ev.conn);
+        }
+        self.core.delivered.push(q.ev);
+        self.core.delivered.last()
+    }
+
+    fn uncount(&mut self, ev: &Event) {
+        match self.entries.get_mut(ev.conn) {
+            Some(Entry::Conn(c)) => {
+                c.queued_events -= 1;
+                c.queued_bytes -= ev.data.len();
+                if c.read_paused && !c.input_blocked() {
+                    c.read_paused = false;
+                    self.core.retry.push(c.id);
+                    self.core.needs_wake = true;
+                }
+            }
+            Some(Entry::Listener(l)) => {
+                l.queued_events -= 1;
+                if l.read_paused && l.queued_events < l.conn_cfg.max_queued_events {
+                    l.read_paused = false;
+                    self.core.retry.push(l.id);
+                    self.core.needs_wake = true;
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn remove_entry(&mut self, id: u64) {
+        if let Some(Entry::Conn(mut c)) = self.entries.remove(id) {
+            if let Proto::Http(h) = &mut c.proto {
+                if let Some(r) = h.take_request() {
+                    self.core.parked.push(r);
+                }
+            }
+        }
+    }
+
+    /// Number of events waiting to be drained.
+    pub fn queued(&self) -> usize {
+        self.core.queue.len()
+    }
+
+    // ---- polling -------------------------------------------------------------------------------
+
+    /// Waits up to `timeout_ms` (negative: no limit) for I/O, runs the protocol handlers
+    /// and queues events. Returns at once when events are already queued.
+    pub fn poll(&mut self, timeout_ms: i32) -> Result<usize> {
+        self.release();
+        self.core.in_poll = true;
+        let r = self.poll_inner(timeout_ms);
+        self.core.in_poll = false;
+        self.core.timer_dirty = true;
+        self.after_call();
+        r
+    }
+
+    fn poll_inner(&mut self, timeout_ms: i32) -> Result<usize> {
+        let mut timeout = if timeout_ms < 0 {
+            None
+        } else {
+            Some(Duration::from_millis(timeout_ms as u64))
+        };
+        if !self.core.queue.is_empty() || !self.core.retry.is_empty() {
+            timeout = Some(Duration::ZERO);
+        }
+        let now = Instant::now();
+        if let Some(at) = self.next_deadline() {
+            let until = at.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(until, |t| t.min(until)));
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("poll", e)),
+        }
+        self.core.now = Instant::now();
+        self.ready.clear();
+        for ev in self.events.iter() {
+            self.ready.push((
+                ev.token(),
+                ev.is_readable() || ev.is_read_closed() || ev.is_error(),
+                ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+            ));
+        }
+        let ready = std::mem::take(&mut self.ready);
+        for &(token, readable, writable) in &ready {
+            match token {
+                WAKER => {}
+                TIMER => self.timerfd.clear(),
+                Token(index) => self.on_ready(index, readable, writable),
+            }
+        }
+        self.ready = ready;
+        self.run_cross();
+        let retry = std::mem::take(&mut self.core.retry);
+        for id in retry {
+            self.on_readable(id);
+        }
+        self.run_timers();
+        Ok(self.core.queue.len())
+    }
+
+    fn on_ready(&mut self, index: usize, readable: bool, writable: bool) {
+        let id = match self.entries.at_mut(index) {
+            Some(Entry::Listener(l)) => l.id,
+            Some(Entry::Conn(c)) => c.id,
+            None => return, // a spurious event for a slot freed meanwhile
+        };
+        if writable {
+            self.on_writable(id);
+        }
+        if readable {
+            self.on_readable(id);
+        }
+    }
+
+    fn on_writable(&mut self, id: u64) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
+            return;
+        };
+        if c.state == State::Connecting {
+            let Some(stream) = c.stream.as_ref() else {
+                return;
+            };
+            match stream.tcp().take_error() {
+                Ok(None) => {}
+                Ok(Some(e)) | Err(e) => {
+                    let msg = format!("connect failed: {e}");
+                    self.core.close_now(c, false, Some((code::IO, msg)));
+                    return;
+                }
+            }
+            match stream.tcp().peer_addr() {
+                Ok(_) => {
+                    c.state = State::Open;
+                    c.last_read = self.core.now;
+                    let ev = Event::new(EventKind::Connect, c.id);
+                    self.core.push_for(c, ev);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+                Err(e) => {
+                    let msg = format!("connect failed: {e}");
+                    self.core.close_now(c, false, Some((code::IO, msg)));
+                    return;
+                }
+            }
+        }
+        self.core.flush(c);
+    }
+
+    /// Reads until the socket has nothing more or the connection must pause.
+    pub fn on_readable(&mut self, id: u64) {
+        match self.entries.get_mut(id) {
+            Some(Entry::Listener(l)) => match l.socket {
+                Some(ListenSocket::Tcp(_)) => self.accept_all(id),
+                Some(ListenSocket::Udp(_)) => self.recv_datagrams(id),
+                None => {}
+            },
+            Some(Entry::Conn(_)) => self.read_conn(id),
+            None => {}
+        }
+    }
+
+    fn read_conn(&mut self, id: u64) {
+        let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
+            return;
+        };
+        let core = &mut self.core;
+        let mut scratch = std::mem::take(&mut core.scratch);
+        loop {
+            if c.stream.is_none() || c.state == State::Connecting {
+                break;
+            }
+            let discard = matches!(c.state, State::Lingering(_) | State::Closing);
+            if !discard && c.input_blocked() {
+                c.read_paused = true;
+                break;
+            }
+            let stream = c.stream.as_mut().expect("checked above");
+            let n = match stream.read(&mut scratch) {
+                Ok(0) => {
+                    c.peer_eof = true;
+                    on_eof(core, c);
+                    break;
+                }
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let msg = format!("read failed: {e}");
+                    core.close_now(c, true, Some((code::IO, msg)));
+                    break;
+                }
+            };
+            c.last_read = core.now;
+            if discard {
+                continue;
+            }
+            if c.rbuf.is_empty() {
+                let used = process_input(core, c, &mut scratch[..n]);
+                if used < n && c.state != State::Closed {
+                    if c.rbuf.capacity() == 0 {
+                        c.rbuf = core.take_buf();
+                    }
+                    c.rbuf.extend_from_slice(&scratch[used..n]);
+                }
+            } else {
+                c.rbuf.extend_from_slice(&scratch[..n]);
+                resume_input(core, c);
+            }
+        }
+        core.scratch = scratch;
+        if c.rbuf.is_empty() && c.rbuf.capacity() > 0 {
+            let b = std::mem::take(&mut c.rbuf);
+            core.give_buf(b);
+        }
+        core.schedule(c);
+    }
+
+    fn accept_all(&mut self, id: u64) {
+        loop {
+            let Some(Entry::Listener(l)) = self.entries.get_mut(id) else {
+                return;
+            };
+            let Some(ListenSocket::Tcp(sock)) = &l.socket else {
+                return;
+            };
+            let (mut stream, _peer) = match sock.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED) | Some(libc::EPROTO)
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    // EMFILE/ENFILE/ENOBUFS: report once per readiness; the pending
+                    // connection stays in the backlog for the next readiness or retry.
+                    let mut ev = Event::new(EventKind::Error, id)
+                        .with_data(Payload::from(format!("accept failed: {e}")));
+                    ev.code = code::IO;
+                    self.core.push(ev);
+                    return;
+                }
+            };
+            let over_listener = l.cfg.max_connections != 0
+                && l.open.load(Ordering::Relaxed) >= l.cfg.max_connections;
+            if over_listener || self.core.conn_count >= self.cfg.max_connections {
+                // Refuse cleanly: the socket closes at once; existing connections go on.
+                drop(stream);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let (scheme, cfg, open) = (l.scheme, l.conn_cfg.clone(), l.open.clone());
+            let Some(new_id) = self.entries.next_id() else {
+                drop(stream);
+                return;
+            };
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(Slots::<Entry>::index_of(new_id)),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                let mut ev = Event::new(EventKind::Error, id)
+                    .with_data(Payload::from(format!("register failed: {e}")));
+                ev.code = code::IO;
+                self.core.push(ev);
+                continue;
+            }
+            open.fetch_add(1, Ordering::Relaxed);
+            self.core.conn_count += 1;
+            let now = self.core.now;
+            let mut conn = Conn::new(
+                new_id,
+                id,
+                scheme,
+                Stream::Tcp(stream),
+                cfg,
+                State::Open,
+                now,
+            );
+            conn.listener_count = Some(open);
+            self.entries.insert_with(|_| Entry::Conn(Box::new(conn)));
+            let Some(Entry::Conn(c)) = self.entries.get_mut(new_id) else {
+                continue;
+            };
+            let mut ev = Event::new(EventKind::Accept, new_id);
+            ev.parent = id;
+            self.core.push_for(c, ev);
+            self.core.schedule(c);
+            // Data may already wait (the client spoke first): read it now, since the
+            // edge for it may have come before registration.
+            self.read_conn(new_id);
+        }
+    }
+
+    fn recv_datagrams(&mut self, id: u64) {
+        let Some(Entry::Listener(l)) = self.entries.get_mut(id) else {
+            return;
+        };
+        let core = &mut self.core;
+        loop {
+            let Some(ListenSocket::Udp(sock)) = &l.socket else {
+                return;
+            };
+            if l.queued_events >= l.conn_cfg.max_queued_events {
+                l.read_paused = true;
+                return;
+            }
+            match sock.recv_from(&mut core.scratch) {
+                Ok((n, peer)) => {
+                    l.last_peer = Some(peer);
+                    let mut data = core.take_buf();
+                    data.extend_from_slice(&core.scratch[..n]);
+                    let mut ev = Event::new(EventKind::Read, id).with_data(data);
+                    ev.meta = Payload::from(peer.to_string());
+                    l.queued_events += 1;
+                    core.queue.push_back(Queued { ev, counted: true });
+                    core.needs_wake |= !core.in_poll;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // ICMP errors (port unreachable from an earlier send) surface here;
+                    // they concern one peer, not the socket.
+                    let mut ev = Event::new(EventKind::Error, id)
+                        .with_data(Payload::from(format!("udp receive: {e}")));
+                    ev.code = code::IO;
+                    core.push(ev);
+                }
+            }
+        }
+    }
+
+    fn run_cross(&mut self) {
+        let shared = self.shared.clone();
+        shared.drain(|item| match item {
+            Cross::Wakeup { conn, data } => {
+                self.core
+                    .push(Event::new(EventKind::Wakeup, conn).with_data(data));
+            }
+            Cross::Send { conn, data, opcode } => {
+                let r = if opcode == 0 {
+                    self.send(conn, &data)
+                } else {
+                    self.ws_send(conn, &data, opcode)
+                };
+                if let Err(e) = r {
+                    if !matches!(e, Error::NotFound(_) | Error::Closed(_)) {
+                        let mut ev = Event::new(EventKind::Error, conn)
+                            .with_data(Payload::from(format!("thread-safe send: {e}")));
+                        ev.code = code::IO;
+                        self.core.push(ev);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Sends a WebSocket message (until the WebSocket layer exists: wrong kind).
+    pub fn ws_send(&mut self, id: u64, _data: &[u8], _opcode: u32) -> Result<()> {
+        self.conn_mut(id)?;
+        Err(Error::WrongKind("not a WebSocket connection"))
+    }
+
+    fn run_timers(&mut self) {
+        let now = self.core.now;
+        self.fired.clear();
+        self.timers.pop_due(now, &mut self.fired);
+        for &id in &self.fired {
+            self.core.push(Event::new(EventKind::Timer, id));
+        }
+        while let Some((at, id)) = self.core.deadlines.pop_due(now) {
+            let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
+                continue;
+            };
+            if c.deadline_at != Some(at) {
+                continue; // superseded by an earlier entry
+            }
+            c.deadline_at = None;
+            if let Some((due, what)) = c.next_deadline() {
+                if due <= now {
+                    expire(&mut self.core, c, what);
+                }
+            }
+            self.core.schedule(c);
+        }
+    }
+}
+
+fn udp_send(l: &mut Listener, peer: SocketAddr, data: &[u8]) -> Result<()> {
+    let Some(ListenSocket::Udp(s)) = &l.socket else {
+        return Err(if l.socket.is_none() {
+            Error::Closed(l.id)
+        } else {
+            Error::WrongKind("a tcp listener cannot send")
+        });
+    };
+    match s.send_to(data, peer) {
+        Ok(n) if n == data.len() => Ok(()),
+        Ok(n) => Err(Error::Io(
+            "udp send".into(),
+            io::Error::other(format!("short datagram: {n} of {} bytes", data.len())),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            Err(Error::Limit("udp send buffer full".into()))
+        }
+        Err(e) => Err(Error::io(format!("udp send to {peer}"), e)),
+    }
+}
+
+/// Feeds received bytes to the connection's protocol; returns how many it consumed.
+fn process_input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
+    match c.proto {
+        Proto::Raw => {
+            let mut data = core.take_buf();
+            data.extend_from_slice(input);
+            let ev = Event::new(EventKind::Read, c.id).with_data(data);
+            core.push_for(c, ev);
+            input.len()
+        }
+        Proto::Http(_) => http::input(core, c, input),
+    }
+}
+
+/// Processes what waits in the connection's input buffer (after more bytes arrived,
+/// or after a reply let the next pipelined request through).
+pub fn resume_input(core: &mut Core, c: &mut Conn) {
+    if c.rbuf.is_empty() || c.state != State::Open {
+        return;
+    }
+    let mut input = std::mem::take(&mut c.rbuf);
+    let used = process_input(core, c, &mut input);
+    input.drain(..used);
+    if c.state == State::Closed || input.is_empty() {
+        core.give_buf(input);
+    } else {
+        c.rbuf = input;
+    }
+}
+
+fn on_eof(core: &mut Core, c: &mut Conn) {
+    match c.state {
+        State::Open => {
+            if let Proto::Http(h) = &c.proto {
+                if h.is_waiting() {
+                    // Half-closed after its request: answer it, then close.
+                    c.state = State::Open;
+                    return;
+                }
+            }
+            core.close_now(c, true, None);
+        }
+        _ => core.close_now(c, true, None),
+    }
+}
+
+fn expire(core: &mut Core, c: &mut Conn, what: Expiry) {
+    match what {
+        Expiry::Linger => core.close_now(c, false, None),
+        Expiry::Idle => core.close_now(c, false, Some((code::TIMEOUT, "idle timeout".into()))),
+        Expiry::RequestTimeout => http::refuse(
+            core,
+            c,
+            crate::http::response::Status::REQUEST_TIMEOUT,
+            "request not received in time",
+        ),
+    }
+}

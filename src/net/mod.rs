@@ -1,0 +1,4 @@
+//! Transports: plain TCP streams (and, with `tls`, rustls over them) and socket setup.
+
+pub mod socket;
+pub mod stream;
