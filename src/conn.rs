@@ -70,6 +70,9 @@ pub struct Conn {
     pub last_read: Instant,
     /// When this connection's entry in the deadline heap is due, if it has one.
     pub deadline_at: Option<Instant>,
+    /// The socket is registered for writability too (only once a write had to wait:
+    /// an always-writable registration would wake the host loop for nothing).
+    pub want_write: bool,
     /// Open-connection counter of the listener, decremented on close.
     pub listener_count: Option<Arc<AtomicU32>>,
 }
@@ -108,6 +111,7 @@ impl Conn {
             peer_eof: false,
             last_read: now,
             deadline_at: None,
+            want_write: state == State::Connecting,
             listener_count: None,
         }
     }

@@ -196,8 +196,30 @@ impl Core {
             if c.buffered() > c.cfg.send_low_water {
                 c.drain_armed = true;
             }
+            self.want_write(c);
         }
         Ok(())
+    }
+
+    /// Adds writability to the socket's registration, once output has to wait.
+    pub fn want_write(&mut self, c: &mut Conn) {
+        if c.want_write {
+            return;
+        }
+        if let Some(s) = c.stream.as_mut() {
+            let token = mio::Token(crate::slots::Slots::<()>::index_of(c.id));
+            if self
+                .registry
+                .reregister(
+                    s.tcp_mut(),
+                    token,
+                    mio::Interest::READABLE | mio::Interest::WRITABLE,
+                )
+                .is_ok()
+            {
+                c.want_write = true;
+            }
+        }
     }
 
     /// Writes buffered bytes until the socket stops taking them; then finishes a

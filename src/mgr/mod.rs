@@ -91,6 +91,9 @@ pub struct Manager {
     fired: Vec<u64>,
     shared: Arc<Shared>,
     cfg: MgrConfig,
+    /// Entries the last poll looked at (readiness events plus retried reads): it grows
+    /// with the connections that had something to do, not with the open ones.
+    pub last_poll_visits: usize,
 }
 
 impl Manager {
@@ -113,6 +116,7 @@ impl Manager {
             fired: Vec::new(),
             shared: Arc::new(Shared::new(waker)),
             cfg,
+            last_poll_visits: 0,
         })
     }
 
@@ -515,6 +519,7 @@ impl Manager {
             ));
         }
         let ready = std::mem::take(&mut self.ready);
+        self.last_poll_visits = ready.len() + self.core.retry.len();
         for &(token, readable, writable) in &ready {
             match token {
                 WAKER => {}
@@ -695,7 +700,7 @@ impl Manager {
             if let Err(e) = self.poll.registry().register(
                 &mut stream,
                 Token(Slots::<Entry>::index_of(new_id)),
-                Interest::READABLE | Interest::WRITABLE,
+                Interest::READABLE,
             ) {
                 let mut ev = Event::new(EventKind::Error, id)
                     .with_data(Payload::from(format!("register failed: {e}")));
