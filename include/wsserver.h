@@ -344,6 +344,37 @@ typedef struct wss_http_request {
 } wss_http_request;
 
 /**
+ * Options of `wss_http_serve_dir` and `wss_http_serve_file`. Zero-initialise and set
+ * `struct_size`.
+ */
+typedef struct wss_serve_opts {
+  /**
+   * `sizeof(wss_serve_opts)`.
+   */
+  uint32_t struct_size;
+  /**
+   * Directory to serve (required by `wss_http_serve_dir`).
+   */
+  const char *root_dir;
+  /**
+   * File served for a directory (default "index.html").
+   */
+  const char *index_file;
+  /**
+   * Header lines added to every reply ("Cache-Control: max-age=60\r\n").
+   */
+  const char *extra_headers;
+  /**
+   * Content types by extension that override the built-in table: "md=text/markdown,log=text/plain".
+   */
+  const char *mime_types;
+  /**
+   * A URL path prefix that maps to `root_dir` (e.g. "/static"); requests outside it get 404.
+   */
+  const char *url_prefix;
+} wss_serve_opts;
+
+/**
  * Options of `wss_mgr_new`. Zero-initialise, set `struct_size = sizeof(wss_mgr_opts)`.
  */
 typedef struct wss_mgr_opts {
@@ -785,6 +816,35 @@ wss_result wss_http_chunked_begin(struct wss_mgr *mgr,
  * way; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
  */
 wss_result wss_http_chunk(struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
+
+/**
+ * Answers the request waiting on `conn` with a file from `opts->root_dir`, chosen by
+ * the request path: content type by extension, `index.html` for directories (a path
+ * without its trailing slash is redirected with 301), `ETag` and `Last-Modified` with
+ * `If-None-Match` / `If-Modified-Since` (304), a single `Range` (206, or 416 when no
+ * byte of it exists; `If-Range` honoured), HEAD. Large files are streamed from disk
+ * as the socket drains; memory does not grow with the file size.
+ *
+ * Nothing outside the root is ever served: `..` segments, `%2e%2e`, an encoded
+ * slash `%2f`, backslashes, NUL bytes, hidden files (`.git`, but not `.well-known`)
+ * and symlinks whose target lies outside get 403; missing files get 404; methods
+ * other than GET and HEAD get 405. These answers are replies, not call failures.
+ *
+ * Returns: `WSS_RESULT_OK` once a reply is under way; `WSS_RESULT_INVALID_ARGUMENT`
+ * (no `root_dir`, bad `extra_headers`); `WSS_RESULT_INVALID_STATE`; `WSS_RESULT_NOT_FOUND`.
+ */
+wss_result wss_http_serve_dir(struct wss_mgr *mgr, wss_id conn, const struct wss_serve_opts *opts);
+
+/**
+ * Answers the request waiting on `conn` with the file at `path` (whatever the request
+ * path), with the same conditional, range and HEAD handling as `wss_http_serve_dir`.
+ * `opts` may be NULL. A missing file is answered with 404.
+ * Returns: as `wss_http_serve_dir`.
+ */
+wss_result wss_http_serve_file(struct wss_mgr *mgr,
+                               wss_id conn,
+                               const char *path,
+                               const struct wss_serve_opts *opts);
 
 /**
  * The library version, e.g. "0.1.0": static, NUL-terminated. Thread-safe.

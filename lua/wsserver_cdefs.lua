@@ -87,6 +87,15 @@ typedef struct wss_http_request {
   size_t header_count;
 } wss_http_request;
 
+typedef struct wss_serve_opts {
+  uint32_t struct_size;
+  const char *root_dir;
+  const char *index_file;
+  const char *extra_headers;
+  const char *mime_types;
+  const char *url_prefix;
+} wss_serve_opts;
+
 typedef struct wss_mgr_opts {
   uint32_t struct_size;
   uint32_t max_connections;
@@ -242,6 +251,13 @@ wss_result wss_http_chunked_begin(struct wss_mgr *mgr,
                                   const char *extra_headers);
 
 wss_result wss_http_chunk(struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
+
+wss_result wss_http_serve_dir(struct wss_mgr *mgr, wss_id conn, const struct wss_serve_opts *opts);
+
+wss_result wss_http_serve_file(struct wss_mgr *mgr,
+                               wss_id conn,
+                               const char *path,
+                               const struct wss_serve_opts *opts);
 
 const char *wss_version(void);
 

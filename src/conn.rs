@@ -75,6 +75,19 @@ pub struct Conn {
     pub want_write: bool,
     /// Open-connection counter of the listener, decremented on close.
     pub listener_count: Option<Arc<AtomicU32>>,
+    /// A file being streamed as the body of the current reply.
+    pub file: Option<Box<FileBody>>,
+}
+
+/// The rest of a file to send.
+#[derive(Debug)]
+pub struct FileBody {
+    /// The open file, positioned at the next byte to send.
+    pub file: std::fs::File,
+    /// Bytes still to send.
+    pub remaining: u64,
+    /// Whether the connection stays open after the reply.
+    pub keep_alive: bool,
 }
 
 impl Conn {
@@ -113,6 +126,7 @@ impl Conn {
             deadline_at: None,
             want_write: state == State::Connecting,
             listener_count: None,
+            file: None,
         }
     }
 

@@ -429,7 +429,10 @@ fn the_fd_turns_readable_exactly_when_there_is_work() {
     assert!(readable(fd, 0), "the close event is waiting");
     assert!(drain(&m).iter().any(|e| e.is(WSS_EV_CLOSE)));
     let idle = unsafe { wss_mgr_next_timeout_ms(m.0) };
-    assert!((119_000..=120_000).contains(&idle), "the open connections' idle timeout: {idle}");
+    assert!(
+        (119_000..=120_000).contains(&idle),
+        "the open connections' idle timeout: {idle}"
+    );
     assert_eq!(unsafe { wss_timer_add(m.0, 5000, false, &mut t) }, OK);
     let ms = unsafe { wss_mgr_next_timeout_ms(m.0) };
     assert!((4900..=5000).contains(&ms), "{ms}");

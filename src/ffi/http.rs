@@ -2,12 +2,14 @@
 
 use super::boundary::{boundary, check_null, cstr, slice};
 use super::event::wss_str;
+use super::opts::{read_opts, text_field, wss_serve_opts};
 use super::result::wss_result;
 use super::{call, wss_id, wss_mgr};
 use crate::error::{Error, Result};
 use crate::http::request::Request;
 use crate::mgr::Manager;
 use std::ffi::c_char;
+use std::os::unix::ffi::OsStrExt;
 
 /// The request behind the current `WSS_EV_HTTP_MSG` of a connection. LIFETIME: the
 /// views stay valid until the request is answered and then the next drain or poll call
@@ -234,6 +236,87 @@ pub unsafe extern "C" fn wss_http_chunk(
         };
         call(mgr, |m| {
             m.with_conn(conn, |core, c| crate::mgr::http_chunk(core, c, data))
+        })
+    })
+}
+
+fn serve_spec(opts: *const wss_serve_opts) -> Result<crate::mgr::ServeSpec> {
+    // SAFETY: NULL or a valid options struct.
+    let o = unsafe { read_opts(opts, "wss_serve_opts") }?;
+    let Some(o) = o else {
+        return Ok(crate::mgr::ServeSpec::default());
+    };
+    // SAFETY: each field is NULL or NUL-terminated.
+    let text = |p, name| unsafe { text_field(p, name) };
+    let mut extra = Vec::new();
+    if let Some(h) = text(o.extra_headers, "extra_headers")? {
+        crate::http::response::normalize_headers(h.as_bytes(), &mut extra)
+            .map_err(Error::InvalidArgument)?;
+    }
+    Ok(crate::mgr::ServeSpec {
+        root: text(o.root_dir, "root_dir")?.map(std::path::PathBuf::from),
+        index: text(o.index_file, "index_file")?.unwrap_or_default(),
+        extra_headers: extra,
+        mime_types: text(o.mime_types, "mime_types")?.unwrap_or_default(),
+        url_prefix: text(o.url_prefix, "url_prefix")?.unwrap_or_default(),
+    })
+}
+
+/// Answers the request waiting on `conn` with a file from `opts->root_dir`, chosen by
+/// the request path: content type by extension, `index.html` for directories (a path
+/// without its trailing slash is redirected with 301), `ETag` and `Last-Modified` with
+/// `If-None-Match` / `If-Modified-Since` (304), a single `Range` (206, or 416 when no
+/// byte of it exists; `If-Range` honoured), HEAD. Large files are streamed from disk
+/// as the socket drains; memory does not grow with the file size.
+///
+/// Nothing outside the root is ever served: `..` segments, `%2e%2e`, an encoded
+/// slash `%2f`, backslashes, NUL bytes, hidden files (`.git`, but not `.well-known`)
+/// and symlinks whose target lies outside get 403; missing files get 404; methods
+/// other than GET and HEAD get 405. These answers are replies, not call failures.
+///
+/// Returns: `WSS_RESULT_OK` once a reply is under way; `WSS_RESULT_INVALID_ARGUMENT`
+/// (no `root_dir`, bad `extra_headers`); `WSS_RESULT_INVALID_STATE`; `WSS_RESULT_NOT_FOUND`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_serve_dir(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    opts: *const wss_serve_opts,
+) -> wss_result {
+    boundary(|| {
+        check_null!(opts);
+        call(mgr, |m| {
+            let spec = serve_spec(opts)?;
+            if spec.root.is_none() {
+                return Err(Error::InvalidArgument(
+                    "wss_serve_opts.root_dir is required".into(),
+                ));
+            }
+            m.with_conn(conn, |core, c| crate::mgr::http_serve(core, c, &spec, None))
+        })
+    })
+}
+
+/// Answers the request waiting on `conn` with the file at `path` (whatever the request
+/// path), with the same conditional, range and HEAD handling as `wss_http_serve_dir`.
+/// `opts` may be NULL. A missing file is answered with 404.
+/// Returns: as `wss_http_serve_dir`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_http_serve_file(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    path: *const c_char,
+    opts: *const wss_serve_opts,
+) -> wss_result {
+    boundary(|| {
+        check_null!(path);
+        call(mgr, |m| {
+            let spec = serve_spec(opts)?;
+            // SAFETY: non-null, NUL-terminated.
+            let p = unsafe { cstr(path) }.unwrap_or_default();
+            let p = std::path::Path::new(std::ffi::OsStr::from_bytes(p));
+            m.with_conn(conn, |core, c| {
+                crate::mgr::http_serve(core, c, &spec, Some(p))
+            })
         })
     })
 }

@@ -138,6 +138,25 @@ pub struct wss_connect_opts {
     pub ws_headers: *const c_char,
 }
 
+/// Options of `wss_http_serve_dir` and `wss_http_serve_file`. Zero-initialise and set
+/// `struct_size`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct wss_serve_opts {
+    /// `sizeof(wss_serve_opts)`.
+    pub struct_size: u32,
+    /// Directory to serve (required by `wss_http_serve_dir`).
+    pub root_dir: *const c_char,
+    /// File served for a directory (default "index.html").
+    pub index_file: *const c_char,
+    /// Header lines added to every reply ("Cache-Control: max-age=60\r\n").
+    pub extra_headers: *const c_char,
+    /// Content types by extension that override the built-in table: "md=text/markdown,log=text/plain".
+    pub mime_types: *const c_char,
+    /// A URL path prefix that maps to `root_dir` (e.g. "/static"); requests outside it get 404.
+    pub url_prefix: *const c_char,
+}
+
 /// Reads a caller's options struct, honouring its `struct_size` (the first field).
 ///
 /// # Safety

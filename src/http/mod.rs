@@ -6,3 +6,4 @@ pub mod date;
 pub mod request;
 pub mod response;
 pub mod server;
+pub mod static_files;

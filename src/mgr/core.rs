@@ -262,6 +262,12 @@ impl Core {
                 }
             }
         }
+        if c.wpos == c.wbuf.len() && c.file.is_some() && c.state == State::Open {
+            super::http::pump_file(self, c);
+            if c.stream.is_none() {
+                return;
+            }
+        }
         if c.wpos == c.wbuf.len() && c.wbuf.capacity() > 0 {
             let b = std::mem::take(&mut c.wbuf);
             self.give_buf(b);
@@ -318,6 +324,7 @@ impl Core {
         }
         self.conn_count = self.conn_count.saturating_sub(1);
         c.state = State::Closed;
+        c.file = None;
         let r = std::mem::take(&mut c.rbuf);
         self.give_buf(r);
         let w = std::mem::take(&mut c.wbuf);

@@ -270,3 +270,238 @@ pub fn finish(core: &mut Core, c: &mut Conn, keep_alive: bool) {
     }
     super::resume_input(core, c);
 }
+
+/// How to serve files (from `wss_serve_opts`).
+#[derive(Debug, Default)]
+pub struct ServeSpec {
+    /// Directory to serve (serve_dir).
+    pub root: Option<std::path::PathBuf>,
+    /// Index file of directories (default "index.html").
+    pub index: String,
+    /// Headers added to every file reply.
+    pub extra_headers: Vec<u8>,
+    /// "ext=type,..." content type overrides.
+    pub mime_types: String,
+    /// A prefix of the URL path that maps to the root ("/static").
+    pub url_prefix: String,
+}
+
+/// Chunk of a file read per step of streaming.
+const FILE_CHUNK: usize = 64 << 10;
+/// Files up to this size are sent with their head in one write.
+const SMALL_FILE: u64 = 64 << 10;
+
+/// `wss_http_serve_dir` (with `file` None) and `wss_http_serve_file`.
+pub fn serve(
+    core: &mut Core,
+    c: &mut Conn,
+    spec: &ServeSpec,
+    file: Option<&std::path::Path>,
+) -> Result<()> {
+    use crate::http::static_files::{content_type, plan, resolve, Conditions, Target};
+    let h = waiting_http(c)?;
+    if h.reply != Reply::None {
+        return Err(Error::InvalidState(
+            "a reply to this request is already under way".into(),
+        ));
+    }
+    let req = h.request().expect("waiting_http checked it");
+    let method = req.method().to_vec();
+    if method != b"GET" && method != b"HEAD" {
+        return reply(
+            core,
+            c,
+            405,
+            b"Allow: GET, HEAD\r\n",
+            b"405 Method Not Allowed\n",
+        );
+    }
+    let path = match file {
+        Some(f) => f.to_path_buf(),
+        None => {
+            let root = spec
+                .root
+                .as_deref()
+                .ok_or_else(|| Error::InvalidArgument("root_dir is required".into()))?;
+            let raw = req.path();
+            let prefix = spec.url_prefix.trim_end_matches('/').as_bytes();
+            let rel: &[u8] = if prefix.is_empty() {
+                raw
+            } else if raw == prefix {
+                b"/"
+            } else if raw.starts_with(prefix) && raw.get(prefix.len()) == Some(&b'/') {
+                &raw[prefix.len()..]
+            } else {
+                return reply_status(core, c, Status::NOT_FOUND, &spec.extra_headers);
+            };
+            let index = if spec.index.is_empty() {
+                "index.html"
+            } else {
+                &spec.index
+            };
+            match resolve(root, rel, index) {
+                Ok(Target::File(p)) => p,
+                Ok(Target::Redirect(_)) => {
+                    let mut location = String::from_utf8_lossy(req.path()).into_owned();
+                    location.push('/');
+                    if !req.query().is_empty() {
+                        location.push('?');
+                        location.push_str(&String::from_utf8_lossy(req.query()));
+                    }
+                    let mut headers = format!("Location: {location}\r\n").into_bytes();
+                    headers.extend_from_slice(&spec.extra_headers);
+                    return reply(core, c, 301, &headers, b"");
+                }
+                Err(status) => return reply_status(core, c, status, &spec.extra_headers),
+            }
+        }
+    };
+    let opened = std::fs::File::open(&path).and_then(|f| {
+        let m = f.metadata()?;
+        Ok((f, m))
+    });
+    let (mut f, meta) = match opened {
+        Ok((f, m)) if m.is_file() => (f, m),
+        Ok(_) => return reply_status(core, c, Status::NOT_FOUND, &spec.extra_headers),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return reply_status(core, c, Status::FORBIDDEN, &spec.extra_headers)
+        }
+        Err(_) => return reply_status(core, c, Status::NOT_FOUND, &spec.extra_headers),
+    };
+    let h = c.http_mut().expect("checked above");
+    let req = h.request().expect("checked above");
+    let cond = Conditions {
+        if_none_match: req.header(b"if-none-match"),
+        if_modified_since: req.header(b"if-modified-since"),
+        range: req.header(b"range"),
+        if_range: req.header(b"if-range"),
+    };
+    let mtime = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+    let p = plan(
+        meta.len(),
+        mtime,
+        &content_type(&path, &spec.mime_types),
+        &cond,
+    );
+    let mut headers = p.headers.into_bytes();
+    headers.extend_from_slice(&spec.extra_headers);
+    if p.status == Status::NOT_MODIFIED || p.status == Status::RANGE_NOT_SATISFIABLE {
+        return reply(core, c, p.status.0, &headers, b"");
+    }
+    let is_head_request = req.is_head();
+    if is_head_request || p.len <= SMALL_FILE {
+        let mut body = vec![0u8; if is_head_request { 0 } else { p.len as usize }];
+        if !is_head_request {
+            use std::io::{Read, Seek, SeekFrom};
+            if f.seek(SeekFrom::Start(p.start))
+                .and_then(|_| f.read_exact(&mut body))
+                .is_err()
+            {
+                return reply_status(core, c, Status::INTERNAL_ERROR, &spec.extra_headers);
+            }
+        }
+        if is_head_request {
+            // Announce the length of what a GET would send.
+            headers.extend_from_slice(format!("Content-Length: {}\r\n", p.len).as_bytes());
+        }
+        return reply(core, c, p.status.0, &headers, &body);
+    }
+    {
+        use std::io::{Seek, SeekFrom};
+        if f.seek(SeekFrom::Start(p.start)).is_err() {
+            return reply_status(core, c, Status::INTERNAL_ERROR, &spec.extra_headers);
+        }
+    }
+    let len = p.len;
+    let plan = plan_reply(core, c, p.status.0, &headers, |_| Framing::Length(len))?;
+    let r = core.send(c, &[&plan.head]);
+    core.give_buf(plan.head);
+    r?;
+    if let Some(h) = c.http_mut() {
+        h.reply = Reply::File;
+    }
+    c.file = Some(Box::new(crate::conn::FileBody {
+        file: f,
+        remaining: len,
+        keep_alive: plan.keep_alive,
+    }));
+    core.flush(c);
+    Ok(())
+}
+
+/// A small reply with just a status line and its text.
+fn reply_status(core: &mut Core, c: &mut Conn, status: Status, extra: &[u8]) -> Result<()> {
+    let mut headers = b"Content-Type: text/plain; charset=utf-8\r\n".to_vec();
+    headers.extend_from_slice(extra);
+    let body = format!("{} {}\n", status.0, status.reason());
+    reply(core, c, status.0, &headers, body.as_bytes())
+}
+
+/// Moves the next pieces of a file into the send buffer while the socket takes them;
+/// ends the reply after the last byte.
+pub fn pump_file(core: &mut Core, c: &mut Conn) {
+    use std::io::Read;
+    loop {
+        let Some(fb) = c.file.as_mut() else { return };
+        if fb.remaining == 0 {
+            let keep_alive = fb.keep_alive;
+            c.file = None;
+            finish(core, c, keep_alive);
+            return;
+        }
+        if c.wpos < c.wbuf.len() {
+            return; // the socket is full; the next writable event continues
+        }
+        if c.wbuf.capacity() == 0 {
+            c.wbuf = core.take_buf();
+        }
+        c.wbuf.clear();
+        c.wpos = 0;
+        let n = (fb.remaining as usize).min(FILE_CHUNK);
+        c.wbuf.resize(n, 0);
+        match fb.file.read(&mut c.wbuf[..n]) {
+            Ok(0) | Err(_) => {
+                // The file shrank or failed under us: the length is already promised,
+                // so the only honest end is to close the connection.
+                c.wbuf.clear();
+                c.file = None;
+                core.close_now(
+                    c,
+                    false,
+                    Some((
+                        crate::error::code::IO,
+                        "file read failed during a reply".into(),
+                    )),
+                );
+                return;
+            }
+            Ok(got) => {
+                c.wbuf.truncate(got);
+                fb.remaining -= got as u64;
+            }
+        }
+        let Some(stream) = c.stream.as_mut() else {
+            return;
+        };
+        while c.wpos < c.wbuf.len() {
+            match stream.write(&c.wbuf[c.wpos..]) {
+                Ok(0) => break,
+                Ok(n) => c.wpos += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    core.close_now(
+                        c,
+                        true,
+                        Some((crate::error::code::IO, format!("write failed: {e}"))),
+                    );
+                    return;
+                }
+            }
+        }
+        if c.wpos < c.wbuf.len() {
+            core.want_write(c);
+            return;
+        }
+    }
+}

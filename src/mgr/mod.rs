@@ -9,6 +9,7 @@ mod shared;
 pub use self::core::{Core, Queued};
 pub use self::http::{
     chunk as http_chunk, chunked_begin as http_chunked_begin, reply as http_reply,
+    serve as http_serve, ServeSpec,
 };
 pub use self::shared::{Cross, Shared};
 
