@@ -15,6 +15,7 @@ CC         ?= cc
 CFLAGS     ?= -O2 -g
 WARN       := -std=c11 -Wall -Wextra -Werror -Wpedantic
 
+export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO      := cargo
 RELEASE    := target/release
 LIB        := $(RELEASE)/libwsserver.so

@@ -22,12 +22,8 @@ if [ -n "$need" ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
 fi
-if ! have cargo; then
-  if [ -x "$HOME/.cargo/bin/cargo" ]; then
-    echo "deps: cargo is in $HOME/.cargo/bin; add it to PATH" >&2
-  else
-    echo "deps: installing Rust with rustup" >&2
-    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >/dev/null
-  fi
-  exit 1
+# Rust: the Makefile puts ~/.cargo/bin on PATH, where rustup installs it.
+if ! have cargo && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "deps: installing Rust with rustup" >&2
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --component clippy,rustfmt >/dev/null
 fi

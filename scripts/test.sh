@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Runs every test suite. Called by `make test` (and so by .ci/run).
+# Each suite prints a count line ("N passed, M failed" or cargo's "test result:");
+# the script ends with one line per suite and exits non-zero if any failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+results=()
+status=0
+run() { # run NAME COMMAND...
+  local name="$1"; shift
+  echo
+  echo "=== $name"
+  local t0=$SECONDS
+  if "$@"; then
+    results+=("ok    $name ($((SECONDS - t0)) s)")
+  else
+    results+=("FAIL  $name ($((SECONDS - t0)) s)")
+    status=1
+  fi
+}
+
+suite_lint() {
+  cargo fmt --check && cargo clippy --locked --all-targets -- -D warnings
+}
+
+suite_rust() {
+  cargo test --locked
+}
+
+suite_build() {
+  make --no-print-directory all
+}
+
+suite_symbols() {
+  # Every exported symbol carries the wss_ prefix (as mongoose's mg_prefix check).
+  local bad
+  bad=$(nm -D --defined-only build/libwsserver.so | awk '$2 ~ /^[TDBRVW]$/ {print $3}' | grep -v '^wss_' || true)
+  local total
+  total=$(nm -D --defined-only build/libwsserver.so | awk '$2 == "T"' | grep -c '^.* wss_')
+  if [ -n "$bad" ]; then
+    echo "exported symbols without the wss_ prefix:"; echo "$bad"
+    echo "symbols: 0 passed, 1 failed"; return 1
+  fi
+  echo "symbols: $total passed, 0 failed (every exported function starts with wss_)"
+}
+
+suite_c() {
+  local out=build/tests
+  mkdir -p "$out"
+  cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/api_test" tests/c/api_test.c \
+     -Lbuild -lwsserver -Wl,-rpath,"$PWD/build" || return 1
+  "$out/api_test" || return 1
+  echo "--- under valgrind"
+  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$out/api_test"
+}
+
+suite_install() {
+  local prefix
+  prefix=$(mktemp -d)
+  make --no-print-directory install PREFIX="$prefix" >/dev/null || return 1
+  local cflags libs
+  cflags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags wsserver) || return 1
+  libs=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --libs wsserver) || return 1
+  # shellcheck disable=SC2086
+  cc -std=c11 -Wall -Wextra -Werror -o "$prefix/hello" examples/http_hello.c $cflags $libs \
+     -Wl,-rpath,"$prefix/lib" || return 1
+  "$prefix/hello" 0 > "$prefix/out" 2>&1 &
+  local pid=$!
+  local port=""
+  for _ in $(seq 50); do
+    port=$(grep -o '[0-9]*$' "$prefix/out" 2>/dev/null || true)
+    [ -n "$port" ] && break
+    sleep 0.1
+  done
+  local body
+  body=$(curl -s --max-time 5 "http://127.0.0.1:$port/")
+  kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  local n=0 f=0
+  [ "$body" = "Hello, world!" ] && n=$((n+1)) || { f=$((f+1)); echo "installed hello answered: $body"; }
+  [ -f "$prefix/share/lua/5.1/wsserver_cdefs.lua" ] && n=$((n+1)) || { f=$((f+1)); echo "Lua modules not installed"; }
+  [ -f "$prefix/include/wsserver.h" ] && n=$((n+1)) || f=$((f+1))
+  rm -rf "$prefix"
+  echo "install: $n passed, $f failed"
+  [ "$f" = 0 ]
+}
+
+run lint suite_lint
+run rust suite_rust
+run build suite_build
+run symbols suite_symbols
+run c suite_c
+run install suite_install
+
+echo
+echo "=== summary"
+printf '%s\n' "${results[@]}"
+exit $status
