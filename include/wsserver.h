@@ -271,6 +271,34 @@ typedef struct wss_str {
 } wss_str;
 
 /**
+ * What a TLS connection negotiated. Views into memory owned by the manager, valid until
+ * the next `wss_conn_tls_info` call on the same manager (or its free).
+ */
+typedef struct wss_tls_info {
+  /**
+   * "TLSv1.2" or "TLSv1.3".
+   */
+  struct wss_str version;
+  /**
+   * Cipher suite, e.g. "TLS13_AES_256_GCM_SHA384".
+   */
+  struct wss_str cipher;
+  /**
+   * ALPN protocol agreed ("http/1.1"), empty if none.
+   */
+  struct wss_str alpn;
+  /**
+   * Server side: the name the client asked for (SNI), empty if none.
+   */
+  struct wss_str sni;
+  /**
+   * Mutual TLS: the verified client certificate's subject ("CN=alice,O=Org"), empty if
+   * the client sent none. Client side: the server certificate's subject.
+   */
+  struct wss_str peer_identity;
+} wss_tls_info;
+
+/**
  * One event. LIFETIME: `data` and `meta` point into memory owned by the manager. They
  * stay valid until the next call of `wss_mgr_poll`, `wss_mgr_next_event`,
  * `wss_mgr_next_events` or `wss_conn_next_event` on the same manager (or its free).
@@ -598,50 +626,6 @@ typedef struct wss_connect_opts {
   const char *ws_headers;
 } wss_connect_opts;
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -706,6 +690,14 @@ wss_result wss_conn_local(struct wss_mgr *mgr, wss_id conn, char *buf, size_t ca
  * Returns: `WSS_RESULT_OK`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_WRONG_KIND` for a connection.
  */
 wss_result wss_listener_port(struct wss_mgr *mgr, wss_id listener, uint16_t *port_out);
+
+/**
+ * Fills `*out` with what the TLS connection `conn` negotiated (see `wss_tls_info`).
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_WRONG_KIND` for a connection without TLS;
+ * `WSS_RESULT_INVALID_STATE` while the handshake runs (wait for `WSS_EV_TLS_READY`);
+ * `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`.
+ */
+wss_result wss_conn_tls_info(struct wss_mgr *mgr, wss_id conn, struct wss_tls_info *out);
 
 /**
  * Takes the next event of any connection, in arrival order.

@@ -67,6 +67,14 @@ typedef struct wss_str {
   size_t len;
 } wss_str;
 
+typedef struct wss_tls_info {
+  struct wss_str version;
+  struct wss_str cipher;
+  struct wss_str alpn;
+  struct wss_str sni;
+  struct wss_str peer_identity;
+} wss_tls_info;
+
 typedef struct wss_event {
   uint32_t kind;
   uint32_t flags;
@@ -157,50 +165,6 @@ typedef struct wss_connect_opts {
   const char *ws_headers;
 } wss_connect_opts;
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 wss_result wss_conn_send(struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
 
 wss_result wss_udp_send_to(struct wss_mgr *mgr,
@@ -218,6 +182,8 @@ wss_result wss_conn_peer(struct wss_mgr *mgr, wss_id conn, char *buf, size_t cap
 wss_result wss_conn_local(struct wss_mgr *mgr, wss_id conn, char *buf, size_t cap, size_t *len_out);
 
 wss_result wss_listener_port(struct wss_mgr *mgr, wss_id listener, uint16_t *port_out);
+
+wss_result wss_conn_tls_info(struct wss_mgr *mgr, wss_id conn, struct wss_tls_info *out);
 
 bool wss_mgr_next_event(struct wss_mgr *mgr, struct wss_event *ev_out);
 

@@ -8,6 +8,7 @@ have cc || need="$need gcc"
 have make || need="$need make"
 have pkg-config || need="$need pkg-config"
 have curl || need="$need curl"
+have openssl || need="$need openssl"
 have valgrind || need="$need valgrind"
 have luajit || need="$need luajit"
 pkg libluajit-5.1-dev

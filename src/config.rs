@@ -70,9 +70,41 @@ impl Default for ConnConfig {
     }
 }
 
+/// Certificates of a TLS listener (each value a PEM file path or PEM text).
+#[derive(Debug, Clone, Default)]
+pub struct TlsServerSpec {
+    /// Certificate chain, leaf first.
+    pub cert: String,
+    /// Private key.
+    pub key: String,
+    /// More (certificate, key) pairs, chosen by SNI.
+    pub sni: Vec<(String, String)>,
+    /// Mutual TLS: CA bundle client certificates must chain to.
+    pub client_ca: Option<String>,
+    /// With `client_ca`: let clients without a certificate in.
+    pub client_cert_optional: bool,
+}
+
+/// TLS settings of a client connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct TlsClientSpec {
+    /// CA bundle (None: the system's roots).
+    pub ca: Option<String>,
+    /// Accept any server certificate (tests only).
+    pub insecure_skip_verify: bool,
+    /// Client certificate for mutual TLS.
+    pub cert: Option<String>,
+    /// Client key for mutual TLS.
+    pub key: Option<String>,
+    /// Name to send and verify instead of the URL's host.
+    pub server_name: Option<String>,
+}
+
 /// Settings of a listener beyond the per-connection ones.
 #[derive(Debug, Clone, Default)]
 pub struct ListenConfig {
+    /// Certificates, for https/wss/tls listeners.
+    pub tls: Option<TlsServerSpec>,
     /// Per-connection limits of accepted connections.
     pub conn: ConnConfig,
     /// Most connections open at once on this listener (0: no per-listener limit).
@@ -81,6 +113,15 @@ pub struct ListenConfig {
     pub backlog: u32,
     /// Set `SO_REUSEPORT` so several processes or threads can share the port.
     pub reuse_port: bool,
+}
+
+/// Settings of an outbound connection.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectConfig {
+    /// Limits and timeouts.
+    pub conn: ConnConfig,
+    /// TLS settings, for tls:// and wss:// URLs.
+    pub tls: TlsClientSpec,
 }
 
 /// Settings of a manager.

@@ -75,6 +75,10 @@ pub struct Conn {
     pub want_write: bool,
     /// Open-connection counter of the listener, decremented on close.
     pub listener_count: Option<Arc<AtomicU32>>,
+    /// When the connection was accepted or established (TLS handshake timeout).
+    pub opened: Instant,
+    /// The TLS handshake completed (and was reported).
+    pub tls_ready: bool,
     /// A file being streamed as the body of the current reply.
     pub file: Option<Box<FileBody>>,
 }
@@ -126,6 +130,8 @@ impl Conn {
             deadline_at: None,
             want_write: state == State::Connecting,
             listener_count: None,
+            opened: now,
+            tls_ready: false,
             file: None,
         }
     }
@@ -171,6 +177,9 @@ impl Conn {
             State::Lingering(since) => Some((since + cfg.linger_timeout, Expiry::Linger)),
             State::Closing => idle(),
             State::Connecting => idle(),
+            State::Open if self.stream.as_ref().is_some_and(|s| s.is_handshaking()) => cfg
+                .tls_handshake_timeout
+                .map(|t| (self.opened + t, Expiry::TlsHandshake)),
             State::Open => match &self.proto {
                 Proto::Http(h) => {
                     if let (Some(t), Some(at)) = (cfg.header_timeout, h.head_started) {
@@ -198,6 +207,8 @@ pub enum Expiry {
     Linger,
     /// A request head or body took too long: 408.
     RequestTimeout,
+    /// The TLS handshake took too long.
+    TlsHandshake,
 }
 
 impl Drop for Conn {

@@ -74,6 +74,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod code {
     /// `WSS_RESULT_IO`.
     pub(crate) const IO: i32 = 1007;
+    /// `WSS_RESULT_TLS`.
+    pub(crate) const TLS: i32 = 1015;
     /// `WSS_RESULT_LIMIT`.
     pub(crate) const LIMIT: i32 = 1009;
     /// `WSS_RESULT_TIMEOUT`.

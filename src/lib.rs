@@ -5,15 +5,29 @@
 //! and transports in `net`.
 #![deny(rust_2018_idioms, unused_imports)]
 
+// cbindgen reads only src/ffi/: every other module is marked `cbindgen:ignore`, so their
+// public constants and types never leak into the C header.
+
+/// cbindgen:ignore
 pub mod config;
+/// cbindgen:ignore
 pub mod conn;
+/// cbindgen:ignore
 pub mod error;
+/// cbindgen:ignore
 pub mod event;
 pub mod ffi;
+/// cbindgen:ignore
 pub mod http;
+/// cbindgen:ignore
 pub mod mgr;
+/// cbindgen:ignore
 pub mod net;
+/// cbindgen:ignore
 pub mod slots;
+/// cbindgen:ignore
 pub mod timerfd;
+/// cbindgen:ignore
 pub mod timers;
+/// cbindgen:ignore
 pub mod url;

@@ -1,10 +1,12 @@
 //! Connections and listeners: send, close, addresses, buffered bytes.
 
 use super::boundary::{boundary, check_null, cstr_utf8, slice};
+use super::event::wss_str;
 use super::result::wss_result;
 use super::{call, wss_id, wss_mgr};
 use crate::error::Error;
 use crate::mgr::{Entry, ListenSocket, Manager};
+use crate::net::stream::Stream;
 use std::ffi::c_char;
 use std::net::SocketAddr;
 
@@ -203,6 +205,88 @@ pub unsafe extern "C" fn wss_listener_port(
         if r == wss_result::WSS_RESULT_OK {
             // SAFETY: non-null out-parameter.
             unsafe { *port_out = port };
+        }
+        r
+    })
+}
+
+/// What a TLS connection negotiated. Views into memory owned by the manager, valid until
+/// the next `wss_conn_tls_info` call on the same manager (or its free).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct wss_tls_info {
+    /// "TLSv1.2" or "TLSv1.3".
+    pub version: wss_str,
+    /// Cipher suite, e.g. "TLS13_AES_256_GCM_SHA384".
+    pub cipher: wss_str,
+    /// ALPN protocol agreed ("http/1.1"), empty if none.
+    pub alpn: wss_str,
+    /// Server side: the name the client asked for (SNI), empty if none.
+    pub sni: wss_str,
+    /// Mutual TLS: the verified client certificate's subject ("CN=alice,O=Org"), empty if
+    /// the client sent none. Client side: the server certificate's subject.
+    pub peer_identity: wss_str,
+}
+
+/// Fills `*out` with what the TLS connection `conn` negotiated (see `wss_tls_info`).
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_WRONG_KIND` for a connection without TLS;
+/// `WSS_RESULT_INVALID_STATE` while the handshake runs (wait for `WSS_EV_TLS_READY`);
+/// `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_conn_tls_info(
+    mgr: *mut wss_mgr,
+    conn: wss_id,
+    out: *mut wss_tls_info,
+) -> wss_result {
+    boundary(|| {
+        check_null!(out);
+        let mut info = None;
+        let r = call(mgr, |m| {
+            let c = match m.entries.get(conn) {
+                Some(Entry::Conn(c)) => c,
+                Some(Entry::Listener(_)) => {
+                    return Err(Error::WrongKind("a listener, not a connection"))
+                }
+                None => return Err(Error::NotFound(conn)),
+            };
+            let Some(stream) = c.stream.as_ref() else {
+                return Err(Error::Closed(conn));
+            };
+            let Stream::Tls(t) = stream else {
+                return Err(Error::WrongKind("not a TLS connection"));
+            };
+            if t.tls.is_handshaking() {
+                return Err(Error::InvalidState(
+                    "the TLS handshake is not finished".into(),
+                ));
+            }
+            let parts: [&[u8]; 5] = [
+                t.tls.protocol_version().unwrap_or("").as_bytes(),
+                t.tls.cipher_suite().unwrap_or("").as_bytes(),
+                t.tls.alpn_protocol().unwrap_or(b""),
+                t.tls.sni_hostname().unwrap_or("").as_bytes(),
+                t.peer_identity.as_deref().unwrap_or("").as_bytes(),
+            ];
+            let buf = &mut m.info_text;
+            buf.clear();
+            let mut spans = [(0usize, 0usize); 5];
+            for (i, p) in parts.iter().enumerate() {
+                spans[i] = (buf.len(), p.len());
+                buf.extend_from_slice(p);
+            }
+            let view = |(start, len): (usize, usize)| wss_str::of(&buf[start..start + len]);
+            info = Some(wss_tls_info {
+                version: view(spans[0]),
+                cipher: view(spans[1]),
+                alpn: view(spans[2]),
+                sni: view(spans[3]),
+                peer_identity: view(spans[4]),
+            });
+            Ok(())
+        });
+        if let Some(i) = info {
+            // SAFETY: non-null out-parameter.
+            unsafe { *out = i };
         }
         r
     })

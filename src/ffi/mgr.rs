@@ -169,7 +169,7 @@ pub unsafe extern "C" fn wss_mgr_listen(
             let url = url_arg(url)?;
             // SAFETY: NULL or a valid options struct.
             let opts = unsafe { read_opts(opts, "wss_listen_opts") }?;
-            id = m.listen(url, wss_listen_opts::to_config(opts.as_ref()))?;
+            id = m.listen(url, wss_listen_opts::to_config(opts.as_ref())?)?;
             Ok(())
         });
         if r == wss_result::WSS_RESULT_OK {
@@ -201,7 +201,7 @@ pub unsafe extern "C" fn wss_mgr_connect(
             let url = url_arg(url)?;
             // SAFETY: NULL or a valid options struct.
             let opts = unsafe { read_opts(opts, "wss_connect_opts") }?;
-            id = m.connect(url, wss_connect_opts::to_config(opts.as_ref()))?;
+            id = m.connect(url, wss_connect_opts::to_config(opts.as_ref())?)?;
             Ok(())
         });
         if r == wss_result::WSS_RESULT_OK {

@@ -3,7 +3,9 @@
 //! reads only the bytes the caller says it has. A zero field means "the default".
 
 use super::boundary::cstr_utf8;
-use crate::config::{ConnConfig, ListenConfig, MgrConfig};
+use crate::config::{
+    ConnConfig, ConnectConfig, ListenConfig, MgrConfig, TlsClientSpec, TlsServerSpec,
+};
 use crate::error::{Error, Result};
 use std::ffi::c_char;
 use std::time::Duration;
@@ -225,9 +227,9 @@ impl wss_mgr_opts {
 
 impl wss_listen_opts {
     /// The listener settings these options describe.
-    pub fn to_config(o: Option<&Self>) -> ListenConfig {
+    pub fn to_config(o: Option<&Self>) -> Result<ListenConfig> {
         let Some(o) = o else {
-            return ListenConfig::default();
+            return Ok(ListenConfig::default());
         };
         let d = ConnConfig::default();
         let conn = ConnConfig {
@@ -258,21 +260,80 @@ impl wss_listen_opts {
             tls_handshake_timeout: timeout(o.tls_handshake_timeout_ms, d.tls_handshake_timeout),
             linger_timeout: d.linger_timeout,
         };
-        ListenConfig {
+        Ok(ListenConfig {
+            tls: Self::tls_spec(o)?,
             conn,
             max_connections: o.max_connections,
             backlog: o.backlog,
             reuse_port: o.reuse_port,
+        })
+    }
+
+    fn tls_spec(o: &Self) -> Result<Option<TlsServerSpec>> {
+        // SAFETY (all text_field calls): each field is NULL or NUL-terminated, per the header.
+        let cert = unsafe { text_field(o.tls_cert, "tls_cert") }?;
+        let key = unsafe { text_field(o.tls_key, "tls_key") }?;
+        let (cert, key) = match (cert, key) {
+            (None, None) => {
+                if !o.tls_client_ca.is_null() || o.tls_sni_count > 0 {
+                    return Err(Error::InvalidArgument(
+                        "tls_client_ca / tls_sni need tls_cert and tls_key".into(),
+                    ));
+                }
+                return Ok(None);
+            }
+            (Some(c), Some(k)) => (c, k),
+            (Some(_), None) => {
+                return Err(Error::InvalidArgument(
+                    "tls_cert given without tls_key".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Error::InvalidArgument(
+                    "tls_key given without tls_cert".into(),
+                ))
+            }
+        };
+        let mut sni = Vec::new();
+        if o.tls_sni_count > 0 {
+            if o.tls_sni.is_null() {
+                return Err(Error::InvalidArgument(
+                    "tls_sni is NULL but tls_sni_count is not 0".into(),
+                ));
+            }
+            for i in 0..o.tls_sni_count {
+                // SAFETY: the caller provides tls_sni_count entries.
+                let e = unsafe { *o.tls_sni.add(i) };
+                let c = unsafe { text_field(e.cert, "tls_sni[].cert") }?;
+                let k = unsafe { text_field(e.key, "tls_sni[].key") }?;
+                match (c, k) {
+                    (Some(c), Some(k)) => sni.push((c, k)),
+                    _ => {
+                        return Err(Error::InvalidArgument(format!(
+                            "tls_sni[{i}] needs both cert and key"
+                        )))
+                    }
+                }
+            }
         }
+        Ok(Some(TlsServerSpec {
+            cert,
+            key,
+            sni,
+            client_ca: unsafe { text_field(o.tls_client_ca, "tls_client_ca") }?,
+            client_cert_optional: o.tls_client_cert_optional,
+        }))
     }
 }
 
 impl wss_connect_opts {
     /// The connection settings these options describe.
-    pub fn to_config(o: Option<&Self>) -> ConnConfig {
+    pub fn to_config(o: Option<&Self>) -> Result<ConnectConfig> {
         let d = ConnConfig::default();
-        let Some(o) = o else { return d };
-        ConnConfig {
+        let Some(o) = o else {
+            return Ok(ConnectConfig::default());
+        };
+        let conn = ConnConfig {
             idle_timeout: timeout(o.idle_timeout_ms, d.idle_timeout),
             max_send_buffer: or(
                 o.max_send_buffer.min(usize::MAX as u64) as usize,
@@ -281,7 +342,16 @@ impl wss_connect_opts {
             max_frame_bytes: or(o.max_frame_bytes, d.max_frame_bytes),
             max_message_bytes: or(o.max_message_bytes, d.max_message_bytes),
             ..d
-        }
+        };
+        // SAFETY (all text_field calls): each field is NULL or NUL-terminated, per the header.
+        let tls = TlsClientSpec {
+            ca: unsafe { text_field(o.tls_ca, "tls_ca") }?,
+            insecure_skip_verify: o.tls_insecure_skip_verify,
+            cert: unsafe { text_field(o.tls_cert, "tls_cert") }?,
+            key: unsafe { text_field(o.tls_key, "tls_key") }?,
+            server_name: unsafe { text_field(o.tls_server_name, "tls_server_name") }?,
+        };
+        Ok(ConnectConfig { conn, tls })
     }
 }
 
@@ -315,7 +385,7 @@ mod tests {
         o.struct_size = std::mem::size_of::<wss_listen_opts>() as u32;
         o.idle_timeout_ms = WSS_NO_TIMEOUT;
         o.header_timeout_ms = 250;
-        let c = wss_listen_opts::to_config(Some(&o)).conn;
+        let c = wss_listen_opts::to_config(Some(&o)).unwrap().conn;
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.header_timeout, Some(Duration::from_millis(250)));
         assert_eq!(c.body_timeout, ConnConfig::default().body_timeout);

@@ -182,6 +182,7 @@ mod tests {
     #[test]
     fn error_event_codes_match() {
         assert_eq!(code::IO, wss_result::WSS_RESULT_IO as i32);
+        assert_eq!(code::TLS, wss_result::WSS_RESULT_TLS as i32);
         assert_eq!(code::LIMIT, wss_result::WSS_RESULT_LIMIT as i32);
         assert_eq!(code::TIMEOUT, wss_result::WSS_RESULT_TIMEOUT as i32);
     }

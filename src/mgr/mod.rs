@@ -18,7 +18,7 @@ use crate::conn::{Conn, Expiry, Proto, State};
 use crate::error::{code, Error, Result};
 use crate::event::{Event, EventKind, Payload};
 use crate::net::socket;
-use crate::net::stream::Stream;
+use crate::net::stream::{Stream, TlsConn};
 use crate::slots::Slots;
 use crate::timerfd::TimerFd;
 use crate::timers::Timers;
@@ -63,6 +63,8 @@ pub struct Listener {
     pub local: SocketAddr,
     /// UDP: the peer of the last datagram, where `wss_conn_send` answers.
     pub last_peer: Option<SocketAddr>,
+    /// TLS settings of accepted connections (https, wss, tls listeners).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Undrained events of a UDP listener.
     pub queued_events: u32,
     /// Reading stopped until events are drained.
@@ -92,6 +94,11 @@ pub struct Manager {
     fired: Vec<u64>,
     shared: Arc<Shared>,
     cfg: MgrConfig,
+    /// Client TLS configurations by their settings: loading CA bundles is costly.
+    client_tls:
+        std::collections::HashMap<(crate::config::TlsClientSpec, bool), Arc<rustls::ClientConfig>>,
+    /// Text behind the views `wss_conn_tls_info` hands out.
+    pub info_text: Vec<u8>,
     /// Entries the last poll looked at (readiness events plus retried reads): it grows
     /// with the connections that had something to do, not with the open ones.
     pub last_poll_visits: usize,
@@ -118,6 +125,8 @@ impl Manager {
             shared: Arc::new(Shared::new(waker)),
             cfg,
             last_poll_visits: 0,
+            info_text: Vec::new(),
+            client_tls: std::collections::HashMap::new(),
         })
     }
 
@@ -137,12 +146,22 @@ impl Manager {
     /// Opens a listener on `url`.
     pub fn listen(&mut self, url: &str, cfg: ListenConfig) -> Result<u64> {
         let url = Url::parse(url)?;
-        if url.scheme.is_tls() {
-            return Err(Error::InvalidArgument(format!(
-                "{:?} listeners need TLS, which is not built in yet",
-                url.scheme
-            )));
-        }
+        let tls = match (&cfg.tls, url.scheme.is_tls()) {
+            (Some(spec), true) => Some(server_tls(spec, url.scheme)?),
+            (None, true) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{}:// listeners need tls_cert and tls_key",
+                    scheme_name(url.scheme)
+                )))
+            }
+            (Some(_), false) => {
+                return Err(Error::InvalidArgument(format!(
+                    "TLS certificates given for a plain {}:// listener",
+                    scheme_name(url.scheme)
+                )))
+            }
+            (None, false) => None,
+        };
         let addr = *url
             .socket_addrs()?
             .first()
@@ -180,6 +199,7 @@ impl Manager {
             open: Arc::new(AtomicU32::new(0)),
             local,
             last_peer: None,
+            tls,
             queued_events: 0,
             read_paused: false,
         };
@@ -189,15 +209,30 @@ impl Manager {
         Ok(id)
     }
 
-    /// Opens an outbound connection to `url` (`tcp://`).
-    pub fn connect(&mut self, url: &str, cfg: crate::config::ConnConfig) -> Result<u64> {
+    /// Opens an outbound connection to `url` (`tcp://` or `tls://`).
+    pub fn connect(&mut self, url: &str, cfg: crate::config::ConnectConfig) -> Result<u64> {
         let url = Url::parse(url)?;
-        if url.scheme != Scheme::Tcp {
+        if !matches!(url.scheme, Scheme::Tcp | Scheme::Tls) {
             return Err(Error::InvalidArgument(format!(
-                "connect supports tcp:// URLs, not {:?}",
-                url.scheme
+                "connect supports tcp:// and tls:// URLs, not {}://",
+                scheme_name(url.scheme)
             )));
         }
+        let tls = if url.scheme.is_tls() {
+            let server_name = cfg
+                .tls
+                .server_name
+                .clone()
+                .unwrap_or_else(|| url.host.clone());
+            let config = self.client_tls(&cfg.tls, false)?;
+            Some(
+                crate::net::tls::TlsStream::client(&config, &server_name).map_err(|e| {
+                    Error::InvalidArgument(format!("TLS server name {server_name:?}: {e}"))
+                })?,
+            )
+        } else {
+            None
+        };
         let addr = *url
             .socket_addrs()?
             .first()
@@ -217,13 +252,21 @@ impl Manager {
             )
             .map_err(|e| Error::io("register connection", e))?;
         let _ = sock.set_nodelay(true);
+        let stream = match tls {
+            Some(tls) => Stream::Tls(Box::new(TlsConn {
+                sock,
+                tls,
+                peer_identity: None,
+            })),
+            None => Stream::Tcp(sock),
+        };
         let now = Instant::now();
         let conn = Conn::new(
             id,
             0,
             url.scheme,
-            Stream::Tcp(sock),
-            Arc::new(cfg),
+            stream,
+            Arc::new(cfg.conn),
             State::Connecting,
             now,
         );
@@ -233,6 +276,31 @@ impl Manager {
             self.core.schedule(c);
         }
         Ok(id)
+    }
+
+    /// A client TLS configuration for these settings (cached).
+    pub fn client_tls(
+        &mut self,
+        spec: &crate::config::TlsClientSpec,
+        http_alpn: bool,
+    ) -> Result<Arc<rustls::ClientConfig>> {
+        let key = (spec.clone(), http_alpn);
+        if let Some(c) = self.client_tls.get(&key) {
+            return Ok(c.clone());
+        }
+        let alpn: &[&[u8]] = if http_alpn { &[b"http/1.1"] } else { &[] };
+        let opts = crate::net::tls::ClientOptions {
+            ca: spec.ca.as_deref(),
+            insecure_skip_verify: spec.insecure_skip_verify,
+            cert: spec.cert.as_deref(),
+            key: spec.key.as_deref(),
+            alpn,
+            versions: crate::net::tls::Versions::ALL,
+        };
+        let c =
+            crate::net::tls::client_config(&opts).map_err(|e| Error::TlsConfig(e.to_string()))?;
+        self.client_tls.insert(key, c.clone());
+        Ok(c)
     }
 
     // ---- lookups ----------------------------------------------------------------------
@@ -572,6 +640,7 @@ impl Manager {
                 Ok(_) => {
                     c.state = State::Open;
                     c.last_read = self.core.now;
+                    c.opened = self.core.now;
                     let ev = Event::new(EventKind::Connect, c.id);
                     self.core.push_for(c, ev);
                 }
@@ -625,12 +694,18 @@ impl Manager {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let msg = format!("read failed: {e}");
-                    core.close_now(c, true, Some((code::IO, msg)));
+                    let (code, msg) =
+                        if stream.is_tls() && e.kind() != io::ErrorKind::ConnectionReset {
+                            (code::TLS, e.to_string())
+                        } else {
+                            (code::IO, format!("read failed: {e}"))
+                        };
+                    core.close_now(c, true, Some((code, msg)));
                     break;
                 }
             };
             c.last_read = core.now;
+            tls_progress(core, c);
             if discard {
                 continue;
             }
@@ -648,6 +723,7 @@ impl Manager {
             }
         }
         core.scratch = scratch;
+        tls_progress(core, c);
         if c.rbuf.is_empty() && c.rbuf.capacity() > 0 {
             let b = std::mem::take(&mut c.rbuf);
             core.give_buf(b);
@@ -693,7 +769,8 @@ impl Manager {
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let (scheme, cfg, open) = (l.scheme, l.conn_cfg.clone(), l.open.clone());
+            let (scheme, cfg, open, tls) =
+                (l.scheme, l.conn_cfg.clone(), l.open.clone(), l.tls.clone());
             let Some(new_id) = self.entries.next_id() else {
                 drop(stream);
                 return;
@@ -712,15 +789,24 @@ impl Manager {
             open.fetch_add(1, Ordering::Relaxed);
             self.core.conn_count += 1;
             let now = self.core.now;
-            let mut conn = Conn::new(
-                new_id,
-                id,
-                scheme,
-                Stream::Tcp(stream),
-                cfg,
-                State::Open,
-                now,
-            );
+            let stream = match tls {
+                None => Stream::Tcp(stream),
+                Some(config) => match crate::net::tls::TlsStream::server(&config) {
+                    Ok(tls) => Stream::Tls(Box::new(TlsConn {
+                        sock: stream,
+                        tls,
+                        peer_identity: None,
+                    })),
+                    Err(e) => {
+                        let mut ev = Event::new(EventKind::Error, id)
+                            .with_data(Payload::from(format!("TLS setup: {e}")));
+                        ev.code = code::IO;
+                        self.core.push(ev);
+                        continue;
+                    }
+                },
+            };
+            let mut conn = Conn::new(new_id, id, scheme, stream, cfg, State::Open, now);
             conn.listener_count = Some(open);
             self.entries.insert_with(|_| Entry::Conn(Box::new(conn)));
             let Some(Entry::Conn(c)) = self.entries.get_mut(new_id) else {
@@ -901,11 +987,73 @@ fn expire(core: &mut Core, c: &mut Conn, what: Expiry) {
     match what {
         Expiry::Linger => core.close_now(c, false, None),
         Expiry::Idle => core.close_now(c, false, Some((code::TIMEOUT, "idle timeout".into()))),
+        Expiry::TlsHandshake => {
+            core.close_now(c, false, Some((code::TLS, "TLS handshake timeout".into())))
+        }
         Expiry::RequestTimeout => http::refuse(
             core,
             c,
             crate::http::response::Status::REQUEST_TIMEOUT,
             "request not received in time",
         ),
+    }
+}
+
+fn scheme_name(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+        Scheme::Ws => "ws",
+        Scheme::Wss => "wss",
+        Scheme::Tcp => "tcp",
+        Scheme::Tls => "tls",
+        Scheme::Udp => "udp",
+    }
+}
+
+/// Builds the rustls server configuration of a TLS listener.
+fn server_tls(
+    spec: &crate::config::TlsServerSpec,
+    scheme: Scheme,
+) -> Result<Arc<rustls::ServerConfig>> {
+    let sni: Vec<(&str, &str)> = spec
+        .sni
+        .iter()
+        .map(|(c, k)| (c.as_str(), k.as_str()))
+        .collect();
+    // HTTP over TLS announces http/1.1; raw tls:// listeners negotiate no protocol.
+    let alpn: &[&[u8]] = if scheme.is_http() {
+        &[b"http/1.1"]
+    } else {
+        &[]
+    };
+    let opts = crate::net::tls::ServerOptions {
+        cert: &spec.cert,
+        key: &spec.key,
+        sni: &sni,
+        client_ca: spec.client_ca.as_deref(),
+        client_cert_optional: spec.client_cert_optional,
+        alpn,
+        versions: crate::net::tls::Versions::ALL,
+    };
+    crate::net::tls::server_config(&opts).map_err(|e| Error::TlsConfig(e.to_string()))
+}
+
+/// After TLS input: report a finished handshake once, send what waited for it, and
+/// make sure pending TLS records get a writable wakeup.
+fn tls_progress(core: &mut Core, c: &mut Conn) {
+    let Some(Stream::Tls(t)) = c.stream.as_mut() else {
+        return;
+    };
+    if !c.tls_ready && !t.tls.is_handshaking() {
+        c.tls_ready = true;
+        t.peer_identity = t.tls.peer_identity();
+        let ev = Event::new(EventKind::TlsReady, c.id);
+        core.push_for(c, ev);
+        core.flush(c);
+        core.schedule(c);
+    }
+    if c.stream.as_ref().is_some_and(|s| s.wants_write()) {
+        core.want_write(c);
     }
 }

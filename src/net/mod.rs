@@ -2,3 +2,4 @@
 
 pub mod socket;
 pub mod stream;
+pub mod tls;

@@ -1,13 +1,27 @@
-//! The byte stream under a connection.
+//! The byte stream under a connection: plain TCP, or rustls over TCP.
 
+use crate::net::tls::TlsStream;
 use mio::net::TcpStream;
 use std::io::{self, IoSlice, Read, Write};
+
+/// TLS over a TCP socket.
+#[derive(Debug)]
+pub struct TlsConn {
+    /// The socket.
+    pub sock: TcpStream,
+    /// The TLS session.
+    pub tls: TlsStream,
+    /// The verified client certificate's identity (mutual TLS), once the handshake is done.
+    pub peer_identity: Option<String>,
+}
 
 /// A connected stream socket.
 #[derive(Debug)]
 pub enum Stream {
     /// Plain TCP.
     Tcp(TcpStream),
+    /// TLS over TCP.
+    Tls(Box<TlsConn>),
 }
 
 impl Stream {
@@ -15,6 +29,7 @@ impl Stream {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
+            Stream::Tls(t) => t.tls.read(&mut t.sock, buf),
         }
     }
 
@@ -22,13 +37,31 @@ impl Stream {
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write(data),
+            Stream::Tls(t) => t.tls.write(&mut t.sock, data),
         }
     }
 
-    /// Writes several slices in one system call where the transport allows it.
+    /// Writes several slices, in one system call on plain TCP.
     pub fn write_vectored(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.write_vectored(parts),
+            Stream::Tls(t) => {
+                // rustls encrypts piece by piece anyway: feed it until it stops taking.
+                let mut total = 0;
+                for p in parts {
+                    match t.tls.write(&mut t.sock, p) {
+                        Ok(n) => {
+                            total += n;
+                            if n < p.len() {
+                                break;
+                            }
+                        }
+                        Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(total)
+            }
         }
     }
 
@@ -36,6 +69,7 @@ impl Stream {
     pub fn flush_pending(&mut self) -> io::Result<bool> {
         match self {
             Stream::Tcp(_) => Ok(true),
+            Stream::Tls(t) => t.tls.flush(&mut t.sock),
         }
     }
 
@@ -43,6 +77,7 @@ impl Stream {
     pub fn wants_write(&self) -> bool {
         match self {
             Stream::Tcp(_) => false,
+            Stream::Tls(t) => t.tls.wants_write(),
         }
     }
 
@@ -50,13 +85,20 @@ impl Stream {
     pub fn is_handshaking(&self) -> bool {
         match self {
             Stream::Tcp(_) => false,
+            Stream::Tls(t) => t.tls.is_handshaking(),
         }
+    }
+
+    /// Whether this is a TLS stream.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
     }
 
     /// The socket, for registration and addresses.
     pub fn tcp(&self) -> &TcpStream {
         match self {
             Stream::Tcp(s) => s,
+            Stream::Tls(t) => &t.sock,
         }
     }
 
@@ -64,11 +106,16 @@ impl Stream {
     pub fn tcp_mut(&mut self) -> &mut TcpStream {
         match self {
             Stream::Tcp(s) => s,
+            Stream::Tls(t) => &mut t.sock,
         }
     }
 
     /// Ends the write side (TLS: close_notify first).
     pub fn shutdown_write(&mut self) {
+        if let Stream::Tls(t) = self {
+            t.tls.send_close_notify();
+            let _ = t.tls.flush(&mut t.sock);
+        }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
 }
