@@ -3,7 +3,7 @@
 //! library's own tls:// client, and handshake timeouts.
 
 #[path = "tls/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod certs;
 mod common;
 
