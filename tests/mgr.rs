@@ -802,3 +802,67 @@ fn result_strings_and_panics() {
     let v = unsafe { std::ffi::CStr::from_ptr(wss_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn events_of_one_connection_can_be_drained_alone() {
+    let m = Mgr::new();
+    let (_, port) = m.listen("tcp://127.0.0.1:0");
+    let mut a = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let ida = m
+        .until("accept a", |e| e.is(WSS_EV_ACCEPT))
+        .last()
+        .unwrap()
+        .conn;
+    let mut b = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let idb = m
+        .until("accept b", |e| e.is(WSS_EV_ACCEPT))
+        .last()
+        .unwrap()
+        .conn;
+    a.write_all(b"a1").unwrap();
+    b.write_all(b"b1").unwrap();
+    // Let both reads queue up without draining.
+    let t0 = Instant::now();
+    let mut queued = 0;
+    while queued < 2 && t0.elapsed() < Duration::from_secs(5) {
+        unsafe { wss_mgr_poll(m.0, 10, &mut queued) };
+    }
+    assert_eq!(queued, 2);
+    let mut ev: wss_event = unsafe { std::mem::zeroed() };
+    assert!(unsafe { wsserver::ffi::event::wss_conn_next_event(m.0, idb, &mut ev) });
+    assert_eq!((ev.kind, ev.conn), (WSS_EV_READ as u32, idb));
+    assert_eq!(
+        unsafe { std::slice::from_raw_parts(ev.data.ptr, ev.data.len) },
+        b"b1"
+    );
+    assert!(
+        !unsafe { wsserver::ffi::event::wss_conn_next_event(m.0, idb, &mut ev) },
+        "b has no more"
+    );
+    assert!(
+        unsafe { wss_mgr_next_event(m.0, &mut ev) },
+        "a's event is still queued"
+    );
+    assert_eq!(
+        (ev.conn, unsafe {
+            std::slice::from_raw_parts(ev.data.ptr, ev.data.len)
+        }),
+        (ida, &b"a1"[..])
+    );
+    // A batch: the payloads of all of them stay valid together.
+    a.write_all(b"a2").unwrap();
+    b.write_all(b"b2").unwrap();
+    let t0 = Instant::now();
+    let mut queued = 0;
+    while queued < 2 && t0.elapsed() < Duration::from_secs(5) {
+        unsafe { wss_mgr_poll(m.0, 10, &mut queued) };
+    }
+    let mut evs: [wss_event; 8] = unsafe { std::mem::zeroed() };
+    let n = unsafe { wsserver::ffi::event::wss_mgr_next_events(m.0, evs.as_mut_ptr(), 8) };
+    assert_eq!(n, 2);
+    let texts: Vec<&[u8]> = evs[..n]
+        .iter()
+        .map(|e| unsafe { std::slice::from_raw_parts(e.data.ptr, e.data.len) })
+        .collect();
+    assert!(texts.contains(&&b"a2"[..]) && texts.contains(&&b"b2"[..]));
+}
