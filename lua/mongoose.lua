@@ -1,0 +1,82 @@
+--- mongoose.lua: the thin LuaJIT binding of libwsserver.
+--
+-- Returns a table:
+--   bindings  the ffi.load()ed library: raw C functions, no checks (C.wss_mgr_new(...))
+--   events    event kind number -> name ("HTTP_MSG") and name -> number, from the header's enum
+--   results   result number -> name ("NOT_FOUND") and name -> number
+--   cdefs     the C declarations, generated from the same source as include/wsserver.h
+--   path      where the library was loaded from
+--
+-- The library is looked up, in order: $WSSERVER_LIB; next to this file; the project's
+-- build output (../build, ../target/release); the system's search path ("wsserver").
+local ffi = require("ffi")
+
+local cdefs = require("wsserver_cdefs")
+
+-- Guard against a second cdef of the same types (another copy of this module, or a
+-- program that declared them itself): ffi.cdef would raise "attempt to redefine".
+if not pcall(ffi.typeof, "wss_event") then
+  ffi.cdef(cdefs)
+end
+
+local function here()
+  local src = debug.getinfo(1, "S").source
+  if src:sub(1, 1) == "@" then
+    return (src:sub(2):match("^(.*)/[^/]*$") or ".")
+  end
+  return "."
+end
+
+local function file_exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+local function load_library()
+  local tried = {}
+  local env = os.getenv("WSSERVER_LIB")
+  local candidates = {}
+  if env and env ~= "" then candidates[#candidates + 1] = env end
+  local dir = here()
+  for _, rel in ipairs({ "/libwsserver.so", "/../build/libwsserver.so", "/../target/release/libwsserver.so",
+                         "/../../../lib/libwsserver.so" }) do
+    candidates[#candidates + 1] = dir .. rel
+  end
+  for _, p in ipairs(candidates) do
+    if file_exists(p) then
+      local ok, lib = pcall(ffi.load, p)
+      if ok then return lib, p end
+      tried[#tried + 1] = p .. " (" .. tostring(lib) .. ")"
+    else
+      tried[#tried + 1] = p .. " (missing)"
+    end
+  end
+  local ok, lib = pcall(ffi.load, "wsserver")
+  if ok then return lib, "wsserver" end
+  tried[#tried + 1] = "wsserver (" .. tostring(lib) .. ")"
+  error("mongoose.lua: cannot load libwsserver; tried:\n  " .. table.concat(tried, "\n  "), 2)
+end
+
+local bindings, path = load_library()
+
+--- Parses `enum NAME { PREFIX_X = n, ... }` from the declarations into a two-way table.
+local function enum_table(enum_name, prefix)
+  local body = cdefs:match("enum " .. enum_name .. "%s*{(.-)}")
+  assert(body, "mongoose.lua: enum " .. enum_name .. " not found in the declarations")
+  local t = {}
+  for name, value in body:gmatch(prefix .. "([%w_]+)%s*=%s*(%d+)") do
+    local n = tonumber(value)
+    t[n] = name
+    t[name] = n
+  end
+  return t
+end
+
+return {
+  bindings = bindings,
+  events = enum_table("wss_event_kind", "WSS_EV_"),
+  results = enum_table("wss_result", "WSS_RESULT_"),
+  cdefs = cdefs,
+  path = path,
+}
