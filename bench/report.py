@@ -1,0 +1,432 @@
+#!/usr/bin/env python3
+"""Turns one benchmark run (bench/results/<stamp>/: meta.json, raw.jsonl, status.tsv)
+into results.md (medians, ratios to the best peer), summary.json and chart.png (gnuplot).
+
+    python3 bench/report.py bench/results/<stamp>
+
+Standard library only."""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+ECHO = [
+    ("c", "libwsserver C", False),
+    ("lua", "libwsserver LuaJIT", False),
+    ("bun", "Bun", True),
+    ("fastws", "fastwebsockets", True),
+    ("tungstenite", "tokio-tungstenite", True),
+    ("nodews", "Node ws", True),
+    ("pyws", "Python websockets", True),
+    ("picows", "picows", True),
+]
+HTTP = [("c", "libwsserver C", False), ("lua", "libwsserver LuaJIT", False), ("bun", "Bun.serve", True),
+        ("node", "Node http", True)]
+LABEL = {k: l for k, l, _ in ECHO}
+HLABEL = {k: l for k, l, _ in HTTP}
+PEERS = [k for k, _, p in ECHO if p]
+HPEERS = [k for k, _, p in HTTP if p]
+
+
+def load(out):
+    meta = json.load(open(os.path.join(out, "meta.json")))
+    rows = []
+    with open(os.path.join(out, "raw.jsonl")) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    print(f"report: bad line in raw.jsonl: {e}: {line[:200]}", file=sys.stderr)
+    status = {}
+    p = os.path.join(out, "status.tsv")
+    if os.path.exists(p):
+        for line in open(p):
+            if "\t" in line:
+                k, v = line.rstrip("\n").split("\t", 1)
+                status[k] = v
+    return meta, rows, status
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt_rate(x):
+    if x is None:
+        return "n/a"
+    if x >= 1e6:
+        return f"{x / 1e6:.2f}M"
+    if x >= 1e4:
+        return f"{x / 1e3:.0f}k"
+    if x >= 1e3:
+        return f"{x / 1e3:.1f}k"
+    return f"{x:.0f}"
+
+
+def fmt_us(x):
+    if x is None:
+        return "n/a"
+    if x >= 1000:
+        return f"{x / 1000:.1f} ms"
+    if x >= 100:
+        return f"{x:.0f} µs"
+    if x >= 10:
+        return f"{x:.1f} µs"
+    return f"{x:.2f} µs"
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}×"
+
+
+def main():
+    out = sys.argv[1]
+    meta, rows, status = load(out)
+    runs = meta["runs"]
+    md = []
+    summary = {"meta": meta, "echo": {}, "http": {}, "idle": {}, "idlecpu": {}, "reuseport": {}}
+
+    # ----- echo
+    echo = {}  # (case, server) -> list of run results
+    cases = []
+    for r in rows:
+        if r["kind"] != "echo":
+            continue
+        if r["case"] not in cases:
+            cases.append(r["case"])
+        echo.setdefault((r["case"], r["server"]), []).append(r)
+
+    def echo_stats(case, k):
+        rs = echo.get((case, k))
+        if not rs:
+            return None
+        good = [x["r"] for x in rs if x["r"] and x["r"].get("ok")]
+        bad = [x for x in rs if not (x["r"] and x["r"].get("ok"))]
+        errs = []
+        for x in bad:
+            e = x.get("err") or ""
+            if x["r"] and x["r"].get("first_errors"):
+                e = (e + " " + "; ".join(x["r"]["first_errors"][:2])).strip()
+            errs.append(e or "failed")
+        s = {
+            "runs": len(rs),
+            "ok": len(good),
+            "errors": errs,
+            "msgs_per_s": med([g["msgs_per_s"] for g in good]),
+            "min": min([g["msgs_per_s"] for g in good], default=None),
+            "max": max([g["msgs_per_s"] for g in good], default=None),
+            "cpu_per_msg_us": med([g.get("server_cpu_per_msg_us") for g in good]),
+            "server_util": med([g.get("server_cpu_util") for g in good]),
+            "loadgen_util": med([g.get("loadgen_cpu_util") for g in good]),
+            "p50_us": med([g["rtt_p50_us"] for g in good]),
+            "p99_us": med([g["rtt_p99_us"] for g in good]),
+            "max_us": med([g["rtt_max_us"] for g in good]),
+            "deflate": sorted({g.get("deflate") for g in good}),
+        }
+        return s
+
+    def na_reason(k, prefix="echo"):
+        return status.get(f"{prefix}:{k}")
+
+    md.append(f"# libwsserver benchmark — {meta['stamp']}")
+    md.append("")
+    md.append(f"- Command: `{meta['command']}`")
+    md.append(f"- Machine: {meta['cpu']}, {meta['cores']} cores, {meta.get('mem_gib', '?')} GiB, kernel {meta['kernel']}; "
+              f"load average at start {meta['loadavg_start']}")
+    md.append(f"- Library: git {meta['git']}")
+    md.append(f"- Method: server pinned to CPU 0, load generator (`bench/loadgen`, one thread) to CPU 1, 127.0.0.1. "
+              f"Medians of {runs} runs of {meta['duration_s']} s after {meta['warmup_s']} s of warm-up; runs interleaved "
+              f"across servers. {'Text' if meta.get('text') else 'Binary'} messages; every echo checked (opcode, length, "
+              f"content, order). Server CPU per message = (utime+stime of the server process over the measured "
+              f"window) / messages.")
+    v = meta.get("versions", {})
+    md.append("- Peers: " + ", ".join(f"{k} {v[k]}" for k in v if v[k]) + "; Rust peers: see bench/peers/rust/Cargo.lock")
+    if meta.get("quick"):
+        md.append("- **--quick run**: the headline cases only; for checking the harness, not for quoting.")
+    md.append("")
+
+    cols = [k for k, _, _ in ECHO]
+    md.append("## WebSocket echo: messages/s (server CPU per message)")
+    md.append("")
+    md.append("| case | " + " | ".join(LABEL[k] for k in cols) + " | C ÷ best peer | C ÷ Bun | LuaJIT ÷ best peer | LuaJIT ÷ Bun |")
+    md.append("|---|" + "---:|" * (len(cols) + 4))
+    chart_rows = []
+    footnotes = []
+    for case in cases:
+        stats = {k: echo_stats(case, k) for k in cols}
+        summary["echo"][case] = stats
+        cells = []
+        for k in cols:
+            s = stats[k]
+            if s is None:
+                if na_reason(k):
+                    cells.append("n/a")
+                elif "deflate" in case:
+                    cells.append("—")
+                else:
+                    cells.append("n/a")
+                continue
+            if s["msgs_per_s"] is None:
+                cells.append("failed")
+                footnotes.append(f"{LABEL[k]}, {case}: {'; '.join(s['errors'])[:300]}")
+                continue
+            cell = f"{fmt_rate(s['msgs_per_s'])} ({fmt_us(s['cpu_per_msg_us'])})"
+            if s["ok"] < s["runs"]:
+                cell += f" [{s['ok']}/{s['runs']} runs]"
+                footnotes.append(f"{LABEL[k]}, {case}: {'; '.join(s['errors'])[:300]}")
+            if "deflate" in case and s["deflate"] != ["on"]:
+                cell += f" [deflate {','.join(s['deflate'])}]"
+            cells.append(cell)
+        peer_rates = [stats[k]["msgs_per_s"] for k in PEERS if stats[k] and stats[k]["msgs_per_s"]]
+        best = max(peer_rates) if peer_rates else None
+        bun = stats["bun"]["msgs_per_s"] if stats["bun"] else None
+        c = stats["c"]["msgs_per_s"] if stats["c"] else None
+        lua = stats["lua"]["msgs_per_s"] if stats["lua"] else None
+        md.append(f"| {case} | " + " | ".join(cells) +
+                  f" | {fmt_ratio(c, best)} | {fmt_ratio(c, bun)} | {fmt_ratio(lua, best)} | {fmt_ratio(lua, bun)} |")
+        chart_rows.append((case, [stats[k]["msgs_per_s"] if stats[k] else None for k in cols]))
+    md.append("")
+    nas = [(LABEL[k], na_reason(k)) for k in cols if na_reason(k)]
+    for name, why in nas:
+        md.append(f"- {name}: {why}")
+    md.append("- — : the server does not support permessage-deflate (fastwebsockets, tokio-tungstenite as built, picows).")
+    for f in footnotes:
+        md.append(f"- ⚠ {f}")
+    md.append("")
+
+    md.append("<details><summary>Echo details: spread, round-trip times, CPU use</summary>")
+    md.append("")
+    md.append("| case | server | msgs/s median (min–max) | RTT p50 | RTT p99 | RTT max | server CPU/msg | server CPU use | loadgen CPU use | valid runs |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for case in cases:
+        for k in cols:
+            s = summary["echo"][case].get(k)
+            if not s:
+                continue
+            util = lambda x: "n/a" if x is None else f"{x * 100:.0f}%"
+            md.append(f"| {case} | {LABEL[k]} | {fmt_rate(s['msgs_per_s'])} ({fmt_rate(s['min'])}–{fmt_rate(s['max'])}) | "
+                      f"{fmt_us(s['p50_us'])} | {fmt_us(s['p99_us'])} | {fmt_us(s['max_us'])} | {fmt_us(s['cpu_per_msg_us'])} | "
+                      f"{util(s['server_util'])} | {util(s['loadgen_util'])} | {s['ok']}/{s['runs']} |")
+    md.append("")
+    md.append("</details>")
+    md.append("")
+
+    # ----- http
+    http = {}
+    for r in rows:
+        if r["kind"] == "http":
+            http.setdefault(r["server"], []).append(r)
+    md.append("## HTTP hello (wrk, 1 thread, 100 keep-alive connections): requests/s")
+    md.append("")
+    md.append("| server | requests/s | server CPU/request | latency p50 | latency p99 | ÷ best peer | ÷ Bun.serve |")
+    md.append("|---|---:|---:|---:|---:|---:|---:|")
+    hstats = {}
+    for k, label, _ in HTTP:
+        rs = http.get(k, [])
+        good = [x["r"] for x in rs if x["r"] and not x["err"]]
+        hstats[k] = {
+            "rps": med([g["rps"] for g in good]),
+            "cpu_per_req_us": med([g["server_cpu_per_req_us"] for g in good]),
+            "p50_us": med([g["lat_p50_us"] for g in good]),
+            "p99_us": med([g["lat_p99_us"] for g in good]),
+            "wrk_util": med([g.get("wrk_cpu_util") for g in good if isinstance(g.get("wrk_cpu_util"), (int, float))]),
+            "server_util": med([g["server_cpu_util"] for g in good]),
+            "ok": len(good), "runs": len(rs), "errors": [x["err"] for x in rs if x["err"]],
+        }
+    summary["http"] = hstats
+    hbest = max([hstats[k]["rps"] for k in HPEERS if hstats[k]["rps"]], default=None)
+    for k, label, _ in HTTP:
+        s = hstats[k]
+        if not s["runs"]:
+            md.append(f"| {label} | {status.get('http:' + k, 'n/a')} | | | | | |")
+            continue
+        extra = "" if s["ok"] == s["runs"] else f" [{s['ok']}/{s['runs']} runs: {'; '.join(s['errors'])[:200]}]"
+        md.append(f"| {label} | {fmt_rate(s['rps'])}{extra} | {fmt_us(s['cpu_per_req_us'])} | {fmt_us(s['p50_us'])} | "
+                  f"{fmt_us(s['p99_us'])} | {fmt_ratio(s['rps'], hbest)} | {fmt_ratio(s['rps'], hstats['bun']['rps'])} |")
+    wu = [hstats[k]["wrk_util"] for k in hstats if hstats[k]["wrk_util"] is not None]
+    if wu:
+        md.append("")
+        md.append(f"wrk's own CPU use: {min(wu) * 100:.0f}–{max(wu) * 100:.0f}% of its core "
+                  "(near 100% means wrk, not the server, set the pace).")
+    md.append("")
+
+    # ----- idle
+    md.append(f"## Idle WebSocket connections ({meta['idle_conns']} upgraded and held)")
+    md.append("")
+    md.append("| server | server RSS per connection | time to upgrade all | upgraded | ÷ best peer (RSS) |")
+    md.append("|---|---:|---:|---:|---:|")
+    idle = {}
+    for r in rows:
+        if r["kind"] == "idle":
+            idle[r["server"]] = r
+    ib = [idle[k]["r"]["rss_per_conn_kib"] for k in PEERS if k in idle and idle[k]["r"] and idle[k]["r"].get("ok")
+          and idle[k]["r"].get("rss_per_conn_kib") is not None]
+    ibest = min(ib) if ib else None
+    for k, label, _ in ECHO:
+        r = idle.get(k)
+        if not r:
+            md.append(f"| {label} | {status.get('echo:' + k, 'n/a')} | | | |")
+            continue
+        j = r["r"]
+        summary["idle"][k] = j
+        if not j:
+            md.append(f"| {label} | failed: {r['err']} | | | |")
+            continue
+        kib = j.get("rss_per_conn_kib")
+        note = "" if j.get("ok") else f" ⚠ {'; '.join(j.get('first_errors', []))[:150]}"
+        md.append(f"| {label} | {'n/a' if kib is None else f'{kib:.2f} KiB'} | {j['upgrade_s']:.2f} s{note} | "
+                  f"{j['upgraded']}/{j['conns']} | {fmt_ratio(kib, ibest) if j.get('ok') else 'n/a'} |")
+    md.append("")
+    md.append("RSS per connection = (server VmRSS 1 s after the last upgrade − VmRSS before the first) / connections; "
+              f"handshakes pipelined up to {next((idle[k]['r'].get('connect_concurrency') for k in idle if idle[k]['r']), '?')} at a time.")
+    md.append("")
+
+    # ----- idle cpu
+    md.append(f"## Idle CPU (100 idle WebSocket connections, {meta['idle_cpu_secs']} s)")
+    md.append("")
+    md.append("| server | CPU used | share of a core |")
+    md.append("|---|---:|---:|")
+    seen = False
+    for r in rows:
+        if r["kind"] == "idlecpu" and r["r"]:
+            seen = True
+            name = {"lua-luv": "libwsserver LuaJIT, luv-attached (mode fd)", "c": "libwsserver C (ws_echo, reference)"}.get(
+                r["server"], r["server"])
+            summary["idlecpu"][r["server"]] = r["r"]
+            md.append(f"| {name} | {r['r']['cpu_s'] * 1000:.0f} ms | {r['r']['cpu_pct']:.2f}% |")
+    if "idlecpu:lua-luv" in status:
+        md.append(f"| libwsserver LuaJIT, luv-attached | {status['idlecpu:lua-luv']} | |")
+    md.append("")
+
+    # ----- reuseport
+    rp = {}
+    for r in rows:
+        if r["kind"] == "reuseport":
+            rp.setdefault((r["case"], r["server"]), []).append(r)
+    if rp:
+        md.append("## SO_REUSEPORT: 1 and 2 worker processes on one port (bench/c/reuseport_workers.c)")
+        md.append("")
+        md.append("| test | 1 worker | 2 workers | 2 ÷ 1 | CPU use of each worker (2 workers) |")
+        md.append("|---|---:|---:|---:|---|")
+        for case in ["ws 100x16B d16", "http hello"]:
+            key = "msgs_per_s" if case.startswith("ws") else "rps"
+            vals, each = {}, ""
+            for w in ("1", "2"):
+                good = [x["r"] for x in rp.get((case, w), []) if x["r"] and (x["r"].get("ok", True))]
+                vals[w] = med([g[key] for g in good])
+                if w == "2" and good and good[-1].get("server_cpu_util_each"):
+                    each = " / ".join(f"{u * 100:.0f}%" for u in good[-1]["server_cpu_util_each"] if u is not None)
+                if w == "2" and good and not each and good[-1].get("server_cpu_util") is not None:
+                    each = f"{good[-1]['server_cpu_util'] * 100:.0f}% in all"
+            summary["reuseport"][case] = vals
+            unit = " msgs/s" if key == "msgs_per_s" else " req/s"
+            md.append(f"| {case} | {fmt_rate(vals['1'])}{unit} | {fmt_rate(vals['2'])}{unit} | {fmt_ratio(vals['2'], vals['1'])} | {each} |")
+        md.append("")
+        md.append(f"With {meta['cores']} cores the load generator cannot have a core of its own while 2 workers run: "
+                  "here it runs unpinned (2 threads) in both configurations, the workers pinned one per core, so the "
+                  "ratio understates what a machine with spare cores shows. What it does show: the kernel spreads the "
+                  "connections over both workers and both do work.")
+        md.append("")
+
+    # ----- targets
+    def r_(a, b):
+        return None if a is None or b is None or not b else a / b
+
+    def g(case, k):
+        s = summary["echo"].get(case, {}).get(k)
+        return s["msgs_per_s"] if s else None
+
+    tgt = []
+    c16, c4 = "100x16B d1", "100x4KiB d1"
+    tgt.append(("Echo C ÷ Bun, 100×16 B", r_(g(c16, "c"), g(c16, "bun")), 1.2, True))
+    tgt.append(("Echo C ÷ Bun, 100×4 KiB", r_(g(c4, "c"), g(c4, "bun")), 1.7, True))
+    tgt.append(("Echo LuaJIT ÷ Bun, 100×16 B", r_(g(c16, "lua"), g(c16, "bun")), 1.0, True))
+    tgt.append(("Echo LuaJIT ÷ Bun, 100×4 KiB", r_(g(c4, "lua"), g(c4, "bun")), 1.3, True))
+    tgt.append(("HTTP C ÷ Bun.serve", r_(hstats["c"]["rps"], hstats["bun"]["rps"]), 1.4, True))
+    tgt.append(("HTTP LuaJIT ÷ Bun.serve", r_(hstats["lua"]["rps"], hstats["bun"]["rps"]), 1.0, True))
+    ic = idle.get("c", {}).get("r") if idle.get("c") else None
+    tgt.append((f"Idle RSS per connection, C (KiB)", ic.get("rss_per_conn_kib") if ic else None, 0.5, False))
+    tgt.append((f"Time to upgrade {meta['idle_conns']}, C (s)", ic.get("upgrade_s") if ic else None, 0.5, False))
+    rpw = summary["reuseport"].get("ws 100x16B d16", {})
+    md.append("## Targets of issue 8 (from this run; no test asserts a timing)")
+    md.append("")
+    md.append("| target | this run | goal | met |")
+    md.append("|---|---:|---:|:---:|")
+    for name, val, goal, higher in tgt:
+        if val is None:
+            md.append(f"| {name} | n/a | {'≥' if higher else '≤'} {goal} | n/a |")
+        else:
+            ok = val >= goal if higher else val <= goal
+            md.append(f"| {name} | {val:.2f} | {'≥' if higher else '≤'} {goal} | {'yes' if ok else 'no'} |")
+    if rpw:
+        v2 = r_(rpw.get("2"), rpw.get("1"))
+        md.append(f"| SO_REUSEPORT 2 workers ÷ 1 (echo) | {'n/a' if v2 is None else f'{v2:.2f}'} | scaling shown | "
+                  f"{'n/a' if v2 is None else ('yes' if v2 > 1.05 else 'no')} |")
+    md.append("")
+    if status:
+        md.append("## Notes from this run")
+        md.append("")
+        for k, v in status.items():
+            md.append(f"- {k}: {v}")
+        md.append("")
+    md.append("Raw results: raw.jsonl (one line per run); logs/ has every server's output. Chart: chart.png.")
+    md.append("")
+
+    open(os.path.join(out, "results.md"), "w").write("\n".join(md))
+    json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
+
+    # ----- chart
+    if chart_rows and shutil.which("gnuplot"):
+        present = [i for i, k in enumerate(cols) if any(r[1][i] for r in chart_rows)]
+        with open(os.path.join(out, "chart.dat"), "w") as f:
+            f.write("case " + " ".join(f'"{LABEL[cols[i]]}"' for i in present) + "\n")
+            for case, vals in chart_rows:
+                f.write(f'"{case}" ' + " ".join(f"{vals[i]:.1f}" if vals[i] else "-" for i in present) + "\n")
+        hp = [(HLABEL[k], hstats[k]["rps"]) for k, _, _ in HTTP if hstats[k]["rps"]]
+        with open(os.path.join(out, "chart-http.dat"), "w") as f:
+            for i, (label, v) in enumerate(hp):
+                f.write(f'{i} "{label}" {v:.1f}\n')
+        colors = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+        ncols = len(present)
+        gp = f"""set terminal pngcairo size 1400,900 font "DejaVu Sans,10"
+set output "{os.path.join(out, 'chart.png')}"
+set datafile missing "-"
+set multiplot layout 2,1 title "libwsserver benchmark {meta['stamp']} — {meta['cpu']}, {meta['cores']} cores (server on CPU 0, load generator on CPU 1){' — QUICK RUN' if meta.get('quick') else ''}"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.9 border -1
+set boxwidth 0.9
+set key outside right top vertical
+set logscale y
+set grid ytics mytics
+set ylabel "echo messages/s (log scale, higher is better)"
+set xtics rotate by -20 nomirror
+set yrange [10:*]
+plot for [i=2:{ncols + 1}] "{os.path.join(out, 'chart.dat')}" using i:xtic(1) title columnhead(i) lc rgb word("{' '.join(colors[j] for j in present)}", i-1)
+unset logscale y
+set yrange [0:*]
+set style fill solid 0.9 border -1
+set boxwidth 0.6
+set ylabel "HTTP hello requests/s (wrk)"
+set xtics norotate
+unset key
+set size 0.6,0.5
+plot "{os.path.join(out, 'chart-http.dat')}" using 1:3:xtic(2) with boxes lc rgb "#1f77b4", "" using 1:3:(sprintf("%.0fk", $3/1000)) with labels offset 0,0.7 notitle
+unset multiplot
+"""
+        open(os.path.join(out, "chart.gp"), "w").write(gp)
+        r = subprocess.run(["gnuplot", os.path.join(out, "chart.gp")], capture_output=True, text=True)
+        if r.returncode != 0:
+            print("report: gnuplot failed: " + r.stderr[-500:], file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
