@@ -21,6 +21,7 @@ ECHO = [
     ("nodews", "Node ws", True),
     ("pyws", "Python websockets", True),
     ("picows", "picows", True),
+    ("ceiling", "ceiling (raw echo)", False),
 ]
 HTTP = [("c", "libwsserver C", False), ("lua", "libwsserver LuaJIT", False), ("bun", "Bun.serve", True),
         ("node", "Node http", True)]
@@ -197,6 +198,9 @@ def main():
     for name, why in nas:
         md.append(f"- {name}: {why}")
     md.append("- — : the server does not support permessage-deflate (fastwebsockets, tokio-tungstenite as built, picows).")
+    md.append("- ceiling (raw echo): not a peer and in no ratio; `raw_echo` copies the bytes back with no WebSocket work, "
+              "so it is what this load generator and loopback reach on this machine in each case. A server close to it "
+              "is limited by the load generator, not by itself.")
     for f in footnotes:
         md.append(f"- ⚠ {f}")
     md.append("")
@@ -270,6 +274,8 @@ def main():
           and idle[k]["r"].get("rss_per_conn_kib") is not None]
     ibest = min(ib) if ib else None
     for k, label, _ in ECHO:
+        if k == "ceiling":
+            continue
         r = idle.get(k)
         if not r:
             md.append(f"| {label} | {status.get('echo:' + k, 'n/a')} | | | |")
@@ -393,12 +399,22 @@ def main():
         with open(os.path.join(out, "chart-http.dat"), "w") as f:
             for i, (label, v) in enumerate(hp):
                 f.write(f'{i} "{label}" {v:.1f}\n')
-        colors = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+        ip = [(LABEL[k], idle[k]["r"]["rss_per_conn_kib"]) for k, _, _ in ECHO
+              if k in idle and idle[k]["r"] and idle[k]["r"].get("rss_per_conn_kib") is not None]
+        with open(os.path.join(out, "chart-idle.dat"), "w") as f:
+            for i, (label, v) in enumerate(ip):
+                f.write(f'{i} "{label}" {max(v, 0.01):.3f}\n')
+        colors = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#d0d0d0"]
         ncols = len(present)
-        gp = f"""set terminal pngcairo size 1400,900 font "DejaVu Sans,10"
-set output "{os.path.join(out, 'chart.png')}"
+        lo = min(v for _, vals in chart_rows for v in vals if v)
+        ymin = 10 ** max(0, int(__import__("math").floor(__import__("math").log10(lo / 2))))
+        d = lambda name: os.path.join(out, name)
+        gp = f"""set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
+set output "{d('chart.png')}"
 set datafile missing "-"
-set multiplot layout 2,1 title "libwsserver benchmark {meta['stamp']} — {meta['cpu']}, {meta['cores']} cores (server on CPU 0, load generator on CPU 1){' — QUICK RUN' if meta.get('quick') else ''}"
+set multiplot title "libwsserver benchmark {meta['stamp']} — {meta['cpu']}, {meta['cores']} cores, server on CPU 0, load generator on CPU 1{' — QUICK RUN' if meta.get('quick') else ''}"
+set origin 0,0.45
+set size 1,0.52
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.9 border -1
@@ -406,19 +422,26 @@ set boxwidth 0.9
 set key outside right top vertical
 set logscale y
 set grid ytics mytics
-set ylabel "echo messages/s (log scale, higher is better)"
+set ylabel "WebSocket echo messages/s (log scale; higher is better)"
 set xtics rotate by -20 nomirror
-set yrange [10:*]
-plot for [i=2:{ncols + 1}] "{os.path.join(out, 'chart.dat')}" using i:xtic(1) title columnhead(i) lc rgb word("{' '.join(colors[j] for j in present)}", i-1)
-unset logscale y
-set yrange [0:*]
+set yrange [{ymin}:*]
+plot for [i=2:{ncols + 1}] "{d('chart.dat')}" using i:xtic(1) title columnhead(i) lc rgb word("{' '.join(colors[j] for j in present)}", i-1)
+unset key
 set style fill solid 0.9 border -1
 set boxwidth 0.6
-set ylabel "HTTP hello requests/s (wrk)"
-set xtics norotate
-unset key
-set size 0.6,0.5
-plot "{os.path.join(out, 'chart-http.dat')}" using 1:3:xtic(2) with boxes lc rgb "#1f77b4", "" using 1:3:(sprintf("%.0fk", $3/1000)) with labels offset 0,0.7 notitle
+set xtics rotate by -20 nomirror
+set origin 0,0
+set size 0.45,0.45
+unset logscale y
+set yrange [0:*]
+set ylabel "HTTP hello requests/s (wrk; higher is better)"
+plot "{d('chart-http.dat')}" using 1:3:xtic(2) with boxes lc rgb "#1f77b4", "" using 1:3:(sprintf("%.0fk", $3/1000)) with labels offset 0,0.7 notitle
+set origin 0.45,0
+set size 0.55,0.45
+set logscale y
+set yrange [0.1:*]
+set ylabel "server RSS per idle WebSocket connection, KiB (log; lower is better)"
+plot "{d('chart-idle.dat')}" using 1:3:xtic(2) with boxes lc rgb "#2ca02c", "" using 1:3:(sprintf("%.2f", $3)) with labels offset 0,0.7 notitle
 unset multiplot
 """
         open(os.path.join(out, "chart.gp"), "w").write(gp)
