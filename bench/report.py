@@ -126,6 +126,9 @@ def main():
             "cpu_per_msg_us": med([g.get("server_cpu_per_msg_us") for g in good]),
             "server_util": med([g.get("server_cpu_util") for g in good]),
             "loadgen_util": med([g.get("loadgen_cpu_util") for g in good]),
+            # the load generator's own CPU per message: robust even on a shared machine
+            "loadgen_cpu_per_msg_us": med([g["loadgen_cpu_util"] * g["duration_s"] / g["msgs"] * 1e6
+                                           for g in good if g.get("msgs") and g.get("loadgen_cpu_util") is not None]),
             "p50_us": med([g["rtt_p50_us"] for g in good]),
             "p99_us": med([g["rtt_p99_us"] for g in good]),
             "max_us": med([g["rtt_max_us"] for g in good]),
@@ -197,6 +200,17 @@ def main():
     nas = [(LABEL[k], na_reason(k)) for k in cols if na_reason(k)]
     for name, why in nas:
         md.append(f"- {name}: {why}")
+    cap = []
+    for case in cases:
+        s_ = summary["echo"][case].get("ceiling")
+        if s_ and s_.get("loadgen_cpu_per_msg_us"):
+            best_any = max([summary["echo"][case][k]["msgs_per_s"] for k in cols if k != "ceiling"
+                            and summary["echo"][case].get(k) and summary["echo"][case][k]["msgs_per_s"]], default=None)
+            cap.append(f"{case}: {fmt_rate(1e6 / s_['loadgen_cpu_per_msg_us'])}"
+                       + (f" ({1e6 / s_['loadgen_cpu_per_msg_us'] / best_any:.1f}× the best row)" if best_any else ""))
+    if cap:
+        md.append("- Load generator capacity on one core (1 / its own CPU time per message against raw echo; "
+                  "holds on a busy machine too): " + "; ".join(cap) + ".")
     md.append("- — : the server does not support permessage-deflate (fastwebsockets, tokio-tungstenite as built, picows).")
     md.append("- ceiling (raw echo): not a peer and in no ratio; `raw_echo` copies the bytes back with no WebSocket work, "
               "so it is what this load generator and loopback reach on this machine in each case. A server close to it "
@@ -207,8 +221,8 @@ def main():
 
     md.append("<details><summary>Echo details: spread, round-trip times, CPU use</summary>")
     md.append("")
-    md.append("| case | server | msgs/s median (min–max) | RTT p50 | RTT p99 | RTT max | server CPU/msg | server CPU use | loadgen CPU use | valid runs |")
-    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    md.append("| case | server | msgs/s median (min–max) | RTT p50 | RTT p99 | RTT max | server CPU/msg | server CPU use | loadgen CPU use | loadgen CPU/msg | valid runs |")
+    md.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         for k in cols:
             s = summary["echo"][case].get(k)
@@ -217,7 +231,7 @@ def main():
             util = lambda x: "n/a" if x is None else f"{x * 100:.0f}%"
             md.append(f"| {case} | {LABEL[k]} | {fmt_rate(s['msgs_per_s'])} ({fmt_rate(s['min'])}–{fmt_rate(s['max'])}) | "
                       f"{fmt_us(s['p50_us'])} | {fmt_us(s['p99_us'])} | {fmt_us(s['max_us'])} | {fmt_us(s['cpu_per_msg_us'])} | "
-                      f"{util(s['server_util'])} | {util(s['loadgen_util'])} | {s['ok']}/{s['runs']} |")
+                      f"{util(s['server_util'])} | {util(s['loadgen_util'])} | {fmt_us(s['loadgen_cpu_per_msg_us'])} | {s['ok']}/{s['runs']} |")
     md.append("")
     md.append("</details>")
     md.append("")

@@ -566,10 +566,17 @@ impl Worker {
                     return self.fail_conn(i, "closed by the server".into());
                 }
                 Ok(n) => {
+                    let space = c.rbuf.len() - c.rlen;
                     c.rlen += n;
                     let now = Instant::now();
                     if let Err(e) = self.process(i, now) {
                         return self.fail_conn(i, e);
+                    }
+                    // A short read drained the socket: with edge-triggered readiness, data
+                    // that arrives later raises a new event, so the read that would only
+                    // say EAGAIN is saved (one syscall per message at depth 1).
+                    if n < space {
+                        break;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
