@@ -265,7 +265,7 @@ function H.certs()
     local n = select(2, c:gsub("%%s", ""))
     local args = {}
     for i = 1, n do args[i] = d end
-    local ok = os.execute(string.format(c, table.unpack and table.unpack(args) or unpack(args)) .. " >/dev/null 2>&1")
+    local ok = os.execute("(" .. string.format(c, (table.unpack or unpack)(args)) .. ") >/dev/null 2>&1")
     assert(ok == 0 or ok == true, "openssl failed: " .. c)
   end
   certs = {
