@@ -109,6 +109,22 @@ local CLASS_NAMES = {
   [Response] = "response", [Router] = "router", [Attachment] = "attachment",
 }
 
+-- Raises a misuse error reported at the first caller outside this file, however deep
+-- inside the module the misuse was noticed (tail calls and helpers change the depth,
+-- so a fixed error level would point at the wrong line).
+local THIS_SOURCE = debug.getinfo(1, "S").source
+local getinfo = debug.getinfo
+local function raise(msg)
+  local level = 2
+  while true do
+    local info = getinfo(level, "S")
+    if not info then break end
+    if info.source ~= THIS_SOURCE and info.what ~= "C" and info.what ~= "tail" then break end
+    level = level + 1
+  end
+  error(msg, level)
+end
+
 local function typeof(v)
   if type(v) == "table" then
     local mt = getmetatable(v)
@@ -122,7 +138,7 @@ end
 -- Errors for misuse. `level` counts from the function that detects the misuse:
 -- argerr/misuse are called from a public function, so level 3 names its caller.
 local function argerr(fname, what, expected, got)
-  error(str_format("%s: bad argument '%s' (%s expected, got %s)", fname, what, expected, typeof(got)), 3)
+  raise(str_format("%s: bad argument '%s' (%s expected, got %s)", fname, what, expected, typeof(got)), 3)
 end
 
 -- Runtime failure: nil, "ENAME: message", "ENAME" (luv style).
@@ -137,10 +153,10 @@ end
 
 local function check_mgr(m, fname)
   if getmetatable(m) ~= Manager then
-    error(str_format("%s: bad argument 'mgr' (manager expected, got %s)", fname, typeof(m)), 3)
+    raise(str_format("%s: bad argument 'mgr' (manager expected, got %s)", fname, typeof(m)), 3)
   end
   local p = m._p
-  if p == nil then error(fname .. ": the manager is closed", 3) end
+  if p == nil then raise(fname .. ": the manager is closed", 3) end
   return p
 end
 
@@ -151,25 +167,25 @@ end
 
 local function check_conn(c, fname)
   if getmetatable(c) ~= Conn then
-    error(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
+    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
   end
   local m = c._m
   local p = m._p
-  if p == nil then error(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
-  if c.closed then error(fname .. ": " .. describe(c) .. " is closed", 3) end
+  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
+  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed", 3) end
   return p, m
 end
 
 local function check_ws(c, fname)
   if getmetatable(c) ~= Conn then
-    error(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
+    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
   end
   local m = c._m
   local p = m._p
-  if p == nil then error(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
-  if c.closed then error(fname .. ": " .. describe(c) .. " is closed", 3) end
-  if c.kind ~= "ws" then error(fname .. ": " .. describe(c) .. " is not a WebSocket connection", 3) end
-  if not HAS_WS then error(fname .. ": this libwsserver has no WebSocket API", 3) end
+  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
+  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed", 3) end
+  if c.kind ~= "ws" then raise(fname .. ": " .. describe(c) .. " is not a WebSocket connection", 3) end
+  if not HAS_WS then raise(fname .. ": this libwsserver has no WebSocket API", 3) end
   return p, m
 end
 
@@ -261,7 +277,7 @@ local function header_lines(fname, what, v)
   local out = {}
   for k, val in pairs(v) do
     if type(k) ~= "string" or (type(val) ~= "string" and type(val) ~= "number") then
-      error(str_format("%s: bad header in '%s' (string names and string values expected)", fname, what), 4)
+      raise(str_format("%s: bad header in '%s' (string names and string values expected)", fname, what), 4)
     end
     out[#out + 1] = k .. ": " .. val .. "\r\n"
   end
@@ -270,24 +286,24 @@ end
 
 local function set_field(fname, o, name, kind, v, anchor)
   local ok, err = pcall(function() return o[name] end)
-  if not ok then error(str_format("%s: option '%s' is not supported by this libwsserver", fname, name), 5) end
+  if not ok then raise(str_format("%s: option '%s' is not supported by this libwsserver", fname, name), 5) end
   if kind == "u32" or kind == "u64" or kind == "ms" then
     if kind == "ms" and (v == false or v == NO_TIMEOUT) then
       o[name] = NO_TIMEOUT
       return
     end
     if type(v) ~= "number" or v < 0 or v ~= floor(v) or (kind ~= "u64" and v >= NO_TIMEOUT) then
-      error(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)), 5)
+      raise(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)), 5)
     end
     o[name] = v
   elseif kind == "bool" then
     if type(v) ~= "boolean" then
-      error(str_format("%s: bad option '%s' (boolean expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (boolean expected, got %s)", fname, name, typeof(v)), 5)
     end
     o[name] = v
   elseif kind == "str" then
     if type(v) ~= "string" then
-      error(str_format("%s: bad option '%s' (string expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (string expected, got %s)", fname, name, typeof(v)), 5)
     end
     anchor[#anchor + 1] = v
     o[name] = v
@@ -295,12 +311,12 @@ local function set_field(fname, o, name, kind, v, anchor)
     if type(v) == "table" then
       for i = 1, #v do
         if type(v[i]) ~= "string" then
-          error(str_format("%s: bad option '%s' (list of strings expected)", fname, name), 5)
+          raise(str_format("%s: bad option '%s' (list of strings expected)", fname, name), 5)
         end
       end
       v = tconcat(v, ",")
     elseif type(v) ~= "string" then
-      error(str_format("%s: bad option '%s' (string or list of strings expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (string or list of strings expected, got %s)", fname, name, typeof(v)), 5)
     end
     anchor[#anchor + 1] = v
     o[name] = v
@@ -321,19 +337,19 @@ local function build_opts(fname, opts, ctype, fields, tls_map)
   for k, v in pairs(opts) do
     if HANDLERS[k] then
       if type(v) ~= "function" and not (k == "http" and getmetatable(v) == Router) then
-        error(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
+        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
       end
       handlers = handlers or {}
       handlers[k] = v
     elseif k == "tls" then
       if type(v) ~= "table" then
-        error(str_format("%s: bad option 'tls' (table expected, got %s)", fname, typeof(v)), 4)
+        raise(str_format("%s: bad option 'tls' (table expected, got %s)", fname, typeof(v)), 4)
       end
     elseif fields[k] then
       o = o or ffi_new(ctype)
       set_field(fname, o, k, fields[k], v, anchor)
     else
-      error(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
     end
   end
   local tls = opts.tls
@@ -352,18 +368,18 @@ local function listen_tls(fname, o, t, anchor)
     elseif k == "ca" or k == "client_ca" then set_field(fname, o, "tls_client_ca", "str", v, anchor)
     elseif k == "verify" then
       if v ~= true and v ~= "optional" and v ~= "required" then
-        error(fname .. ": bad option 'tls.verify' (true, \"required\" or \"optional\" expected)", 4)
+        raise(fname .. ": bad option 'tls.verify' (true, \"required\" or \"optional\" expected)", 4)
       end
       o.tls_client_cert_optional = (v == "optional")
     elseif k == "handshake_timeout_ms" then set_field(fname, o, "tls_handshake_timeout_ms", "ms", v, anchor)
     elseif k == "sni" then
-      if type(v) ~= "table" then error(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4) end
+      if type(v) ~= "table" then raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4) end
       local n = #v
       local arr = ffi_new("wss_tls_cert[?]", n > 0 and n or 1)
       for i = 1, n do
         local e = v[i]
         if type(e) ~= "table" or type(e.cert) ~= "string" or type(e.key) ~= "string" then
-          error(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4)
+          raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4)
         end
         anchor[#anchor + 1] = e.cert
         anchor[#anchor + 1] = e.key
@@ -374,7 +390,7 @@ local function listen_tls(fname, o, t, anchor)
       o.tls_sni = arr
       o.tls_sni_count = n
     else
-      error(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
     end
   end
 end
@@ -386,10 +402,10 @@ local function connect_tls(fname, o, t, anchor)
     elseif k == "key" then set_field(fname, o, "tls_key", "str", v, anchor)
     elseif k == "server_name" then set_field(fname, o, "tls_server_name", "str", v, anchor)
     elseif k == "verify" then
-      if type(v) ~= "boolean" then error(fname .. ": bad option 'tls.verify' (boolean expected)", 4) end
+      if type(v) ~= "boolean" then raise(fname .. ": bad option 'tls.verify' (boolean expected)", 4) end
       o.tls_insecure_skip_verify = not v
     else
-      error(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
     end
   end
 end
@@ -405,19 +421,19 @@ function lm.new(opts)
     for k, v in pairs(opts) do
       if HANDLERS[k] then
         if type(v) ~= "function" and not (k == "http" and getmetatable(v) == Router) then
-          error(str_format("new: bad handler '%s' (function expected, got %s)", k, typeof(v)), 2)
+          raise(str_format("new: bad handler '%s' (function expected, got %s)", k, typeof(v)), 2)
         end
         handlers = handlers or {}
         handlers[k] = v
       elseif k == "max_connections" then
         if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= NO_TIMEOUT then
-          error("new: bad option 'max_connections' (non-negative integer expected)", 2)
+          raise("new: bad option 'max_connections' (non-negative integer expected)", 2)
         end
         o = ffi_new("wss_mgr_opts")
         o.struct_size = ffi_sizeof("wss_mgr_opts")
         o.max_connections = v
       else
-        error(str_format("new: unknown option '%s'", tostring(k)), 2)
+        raise(str_format("new: unknown option '%s'", tostring(k)), 2)
       end
     end
   end
@@ -465,7 +481,7 @@ end
 function Manager:on(name, fn)
   check_mgr(self, "on")
   if not HANDLERS[name] then
-    error(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
+    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -574,7 +590,7 @@ local function get_cjson(fname)
     local ok, mod = pcall(require, "cjson")
     cjson = ok and mod or false
   end
-  if not cjson then error(fname .. ": lua-cjson is not installed", 3) end
+  if not cjson then raise(fname .. ": lua-cjson is not installed", 3) end
   return cjson
 end
 
@@ -606,11 +622,11 @@ end
 
 local function check_res(res, fname)
   if getmetatable(res) ~= Response then
-    error(str_format("%s: bad argument 'res' (response expected, got %s)", fname, typeof(res)), 3)
+    raise(str_format("%s: bad argument 'res' (response expected, got %s)", fname, typeof(res)), 3)
   end
   local p = res._m._p
-  if p == nil then error(fname .. ": the manager is closed", 3) end
-  if res.done then error(fname .. ": the response was already sent", 3) end
+  if p == nil then raise(fname .. ": the manager is closed", 3) end
+  if res.done then raise(fname .. ": the response was already sent", 3) end
   return p
 end
 
@@ -618,9 +634,9 @@ end
 function Response:status(code)
   check_res(self, "status")
   if type(code) ~= "number" or code ~= floor(code) or code < 100 or code > 599 then
-    error("status: bad argument 'code' (integer 100-599 expected, got " .. tostring(code) .. ")", 2)
+    raise("status: bad argument 'code' (integer 100-599 expected, got " .. tostring(code) .. ")", 2)
   end
-  if self._chunked then error("status: the response has started", 2) end
+  if self._chunked then raise("status: the response has started", 2) end
   self._status = code
   return self
 end
@@ -630,14 +646,14 @@ local function set_header(res, fname, name, value, append)
   if value ~= nil and type(value) ~= "string" and type(value) ~= "number" then
     argerr(fname, "value", "string", value)
   end
-  if res._chunked then error(fname .. ": the response has started", 3) end
+  if res._chunked then raise(fname .. ": the response has started", 3) end
   -- The library checks each header line, but a CR LF inside a value would make two
   -- valid lines: refuse it here (header injection).
   if not str_find(name, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    error(str_format("%s: bad header name %q", fname, name), 3)
+    raise(str_format("%s: bad header name %q", fname, name), 3)
   end
   if value ~= nil and str_find(tostring(value), "[%z\r\n]") then
-    error(str_format("%s: bad value for header %q (CR, LF or NUL)", fname, name), 3)
+    raise(str_format("%s: bad value for header %q (CR, LF or NUL)", fname, name), 3)
   end
   local h = res._hdrs
   if not h then h = {}; res._hdrs = h end
@@ -709,7 +725,7 @@ local function header_block(res, default_ctype)
 end
 
 local function do_reply(res, p, body, ctype, fname)
-  if res._chunked then error(fname .. ": the response has started (use write/finish)", 3) end
+  if res._chunked then raise(fname .. ": the response has started (use write/finish)", 3) end
   local hdr = header_block(res, ctype)
   local r = C.wss_http_reply(p, res._id, res._status, hdr, body, #body)
   if r == R_OK then
@@ -748,7 +764,7 @@ function Response:json(value)
   local p = check_res(self, "json")
   local j = get_cjson("json")
   local ok, body = pcall(j.encode, value)
-  if not ok then error("json: cannot encode the value: " .. tostring(body), 2) end
+  if not ok then raise("json: cannot encode the value: " .. tostring(body), 2) end
   return do_reply(self, p, body, "application/json", "json")
 end
 
@@ -770,7 +786,7 @@ local function serve_opts(fname, opts, root)
     if type(opts) ~= "table" then argerr(fname, "opts", "table", opts) end
     for k, v in pairs(opts) do
       if k == "index" then
-        if type(v) ~= "string" then error(fname .. ": bad option 'index' (string expected)", 4) end
+        if type(v) ~= "string" then raise(fname .. ": bad option 'index' (string expected)", 4) end
         o.index_file = v; anchor[#anchor + 1] = v
       elseif k == "headers" then
         v = header_lines(fname, "headers", v)
@@ -781,14 +797,14 @@ local function serve_opts(fname, opts, root)
           for ext, ct in pairs(v) do parts[#parts + 1] = tostring(ext) .. "=" .. tostring(ct) end
           v = tconcat(parts, ",")
         elseif type(v) ~= "string" then
-          error(fname .. ": bad option 'mime_types' (string or table expected)", 4)
+          raise(fname .. ": bad option 'mime_types' (string or table expected)", 4)
         end
         o.mime_types = v; anchor[#anchor + 1] = v
       elseif k == "prefix" then
-        if type(v) ~= "string" then error(fname .. ": bad option 'prefix' (string expected)", 4) end
+        if type(v) ~= "string" then raise(fname .. ": bad option 'prefix' (string expected)", 4) end
         if v ~= "" and v ~= "/" then o.url_prefix = v; anchor[#anchor + 1] = v end
       else
-        error(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
+        raise(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
       end
     end
   end
@@ -799,7 +815,7 @@ end
 function Response:file(path, opts)
   local p = check_res(self, "file")
   if type(path) ~= "string" then argerr("file", "path", "string", path) end
-  if self._chunked then error("file: the response has started", 2) end
+  if self._chunked then raise("file: the response has started", 2) end
   local o, anchor = serve_opts("file", opts, nil)
   self._anchor = anchor
   local r = C.wss_http_serve_file(p, self._id, path, o)
@@ -813,7 +829,7 @@ end
 function Response:dir(root, opts)
   local p = check_res(self, "dir")
   if type(root) ~= "string" then argerr("dir", "root", "string", root) end
-  if self._chunked then error("dir: the response has started", 2) end
+  if self._chunked then raise("dir: the response has started", 2) end
   local o, anchor = serve_opts("dir", opts, root)
   self._anchor = anchor
   local r = C.wss_http_serve_dir(p, self._id, o)
@@ -865,7 +881,7 @@ local function add_handlers(fname, c, t)
   for k, v in pairs(t) do
     if HANDLERS[k] then
       if type(v) ~= "function" then
-        error(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
+        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
       end
       if not own then
         if not c._own_h then
@@ -883,15 +899,15 @@ end
 --- the connection (ws_open, ws_message, ws_close...). Returns the connection or fail.
 function Response:upgrade(opts)
   local p = check_res(self, "upgrade")
-  if not HAS_WS then error("upgrade: this libwsserver has no WebSocket API", 2) end
-  if self._chunked then error("upgrade: the response has started", 2) end
+  if not HAS_WS then raise("upgrade: this libwsserver has no WebSocket API", 2) end
+  if self._chunked then raise("upgrade: the response has started", 2) end
   local o, anchor
   if opts ~= nil then
     if type(opts) ~= "table" then argerr("upgrade", "opts", "table", opts) end
     anchor = {}
     for k, v in pairs(opts) do
       if k == "protocol" then
-        if type(v) ~= "string" then error("upgrade: bad option 'protocol' (string expected)", 2) end
+        if type(v) ~= "string" then raise("upgrade: bad option 'protocol' (string expected)", 2) end
         o = o or ffi_new("wss_upgrade_opts")
         o.protocol = v; anchor[#anchor + 1] = v
       elseif k == "headers" then
@@ -899,7 +915,7 @@ function Response:upgrade(opts)
         o = o or ffi_new("wss_upgrade_opts")
         o.extra_headers = v; anchor[#anchor + 1] = v
       elseif not HANDLERS[k] then
-        error(str_format("upgrade: unknown option '%s'", tostring(k)), 2)
+        raise(str_format("upgrade: unknown option '%s'", tostring(k)), 2)
       end
     end
     if o then o.struct_size = ffi_sizeof("wss_upgrade_opts") end
@@ -1233,7 +1249,7 @@ end
 function Conn:on(name, fn)
   check_conn(self, "on")
   if not HANDLERS[name] then
-    error(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
+    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -1259,15 +1275,15 @@ function Conn:send(data, kind)
       op = WS_KINDS[kind]
       if not op then argerr("send", "kind", "\"text\" or \"binary\"", kind) end
     end
-    if not HAS_WS then error("send: this libwsserver has no WebSocket API", 2) end
+    if not HAS_WS then raise("send: this libwsserver has no WebSocket API", 2) end
     r = C.wss_ws_send(p, self.id, data, #data, op)
   elseif k == "tcp" or (k == "listener" and self.scheme == "udp") then
-    if kind ~= nil then error("send: a message kind applies only to WebSocket connections; " .. describe(self) .. " is not one", 2) end
+    if kind ~= nil then raise("send: a message kind applies only to WebSocket connections; " .. describe(self) .. " is not one", 2) end
     r = C.wss_conn_send(p, self.id, data, #data)
   elseif k == "listener" then
-    error("send: cannot send on " .. describe(self) .. " (use broadcast)", 2)
+    raise("send: cannot send on " .. describe(self) .. " (use broadcast)", 2)
   else
-    error("send: " .. describe(self) .. " is not a WebSocket or tcp connection (answer HTTP requests with res)", 2)
+    raise("send: " .. describe(self) .. " is not a WebSocket or tcp connection (answer HTTP requests with res)", 2)
   end
   if r == R_OK then return true end
   return fail(m, r)
@@ -1282,7 +1298,7 @@ function Conn:send_fragment(data, kind, fin)
   local op
   if self._frag then
     if kind ~= nil and kind ~= self._frag then
-      error("send_fragment: a " .. self._frag .. " message is under way; finish it first", 2)
+      raise("send_fragment: a " .. self._frag .. " message is under way; finish it first", 2)
     end
     op = OP_CONTINUATION
   else
@@ -1316,7 +1332,7 @@ function Conn:pong(data) return control(self, "pong", OP_PONG, data) end
 --- Sends `data` to every open WebSocket connection of this listener; returns how many.
 function Conn:broadcast(data, kind)
   local p, m = check_conn(self, "broadcast")
-  if self.kind ~= "listener" then error("broadcast: " .. describe(self) .. " is not a listener", 2) end
+  if self.kind ~= "listener" then raise("broadcast: " .. describe(self) .. " is not a listener", 2) end
   if type(data) ~= "string" then argerr("broadcast", "data", "string", data) end
   local op = OP_TEXT
   if kind ~= nil then
@@ -1325,9 +1341,9 @@ function Conn:broadcast(data, kind)
   end
   local s = self.scheme
   if s ~= "http" and s ~= "https" and s ~= "ws" and s ~= "wss" then
-    error("broadcast: " .. describe(self) .. " does not accept WebSocket connections", 2)
+    raise("broadcast: " .. describe(self) .. " does not accept WebSocket connections", 2)
   end
-  if not HAS_WS then error("broadcast: this libwsserver has no WebSocket API", 2) end
+  if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API", 2) end
   local r = C.wss_ws_broadcast(p, self.id, data, #data, op, size_out)
   if r ~= R_OK then return fail(m, r) end
   return tonumber(size_out[0])
@@ -1336,7 +1352,7 @@ end
 --- Sends a datagram from a udp listener to `addr` ("ip:port").
 function Conn:send_to(addr, data)
   local p, m = check_conn(self, "send_to")
-  if self.kind ~= "listener" or self.scheme ~= "udp" then error("send_to: " .. describe(self) .. " is not a udp listener", 2) end
+  if self.kind ~= "listener" or self.scheme ~= "udp" then raise("send_to: " .. describe(self) .. " is not a udp listener", 2) end
   if type(addr) ~= "string" then argerr("send_to", "addr", "string", addr) end
   if type(data) ~= "string" then argerr("send_to", "data", "string", data) end
   local r = C.wss_udp_send_to(p, self.id, addr, data, #data)
@@ -1362,7 +1378,7 @@ function Conn:close(code, reason)
     if r == R_INVALID_STATE or r == R_WRONG_KIND then r = C.wss_conn_close(p, self.id, true) end
   else
     if code ~= nil or reason ~= nil then
-      error("close: a close code and reason apply only to WebSocket connections; " .. describe(self) .. " is not one", 2)
+      raise("close: a close code and reason apply only to WebSocket connections; " .. describe(self) .. " is not one", 2)
     end
     r = C.wss_conn_close(p, self.id, true)
   end
@@ -1397,7 +1413,7 @@ function Conn:local_address() return address(self, "local_address", C.wss_conn_l
 --- The port a listener is bound to.
 function Conn:port()
   local p, m = check_conn(self, "port")
-  if self.kind ~= "listener" then error("port: " .. describe(self) .. " is not a listener", 2) end
+  if self.kind ~= "listener" then raise("port: " .. describe(self) .. " is not a listener", 2) end
   local r = C.wss_listener_port(p, self.id, port_out)
   if r ~= R_OK then return fail(m, r) end
   return port_out[0]
@@ -1438,12 +1454,12 @@ function Manager:attach(uv, opts)
   if uv == nil then uv = require("luv") end
   if type(uv) ~= "table" or type(uv.new_poll) ~= "function" then argerr("attach", "uv", "luv module", uv) end
   if opts ~= nil and type(opts) ~= "table" then argerr("attach", "opts", "table", opts) end
-  if self._attached then error("attach: the manager is already attached (detach it first)", 2) end
+  if self._attached then raise("attach: the manager is already attached (detach it first)", 2) end
   local mode = opts and opts.mode or "fd"
   local interval = opts and opts.interval or 10
   if opts then
     for k in pairs(opts) do
-      if k ~= "mode" and k ~= "interval" then error(str_format("attach: unknown option '%s'", tostring(k)), 2) end
+      if k ~= "mode" and k ~= "interval" then raise(str_format("attach: unknown option '%s'", tostring(k)), 2) end
     end
   end
   local a = setmetatable({ mgr = self, mode = mode, _uv = uv }, Attachment)
@@ -1463,7 +1479,7 @@ function Manager:attach(uv, opts)
       end
     end)
   elseif mode == "timer" then
-    if type(interval) ~= "number" or interval < 1 then error("attach: bad option 'interval' (number >= 1 expected)", 2) end
+    if type(interval) ~= "number" or interval < 1 then raise("attach: bad option 'interval' (number >= 1 expected)", 2) end
     local h = uv.new_timer()
     a._handle = h
     h:start(0, interval, function() if mgr._p then mgr:poll(0) end end)
@@ -1472,7 +1488,7 @@ function Manager:attach(uv, opts)
     a._handle = h
     h:start(function() if mgr._p then mgr:poll(0) end end)
   else
-    error("attach: bad option 'mode' (\"fd\", \"timer\" or \"idle\" expected)", 2)
+    raise("attach: bad option 'mode' (\"fd\", \"timer\" or \"idle\" expected)", 2)
   end
   self._attached = a
   return a
@@ -1507,10 +1523,11 @@ end
 local function escape_pattern(s) return (str_gsub(s, "[%^%$%(%)%%%.%[%]%*%+%-%?]", "%%%0")) end
 
 -- Compiles "/users/:id/*" into a Lua pattern and the names of its captures.
-local function compile(fname, path, prefix)
+-- `level`: error level of a bad path, as seen from compile().
+local function compile(fname, path, prefix, level)
   if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" then
-    error(str_format("%s: bad argument 'path' (string starting with \"/\" expected, got %s)", fname,
-                     type(path) == "string" and ("%q"):format(path) or typeof(path)), 4)
+    raise(str_format("%s: bad argument 'path' (string starting with \"/\" expected, got %s)", fname,
+                     type(path) == "string" and ("%q"):format(path) or typeof(path)), level)
   end
   if prefix and (path == "/" or path == "") then return { all = true, keys = {} } end
   local keys, parts = {}, {}
@@ -1558,19 +1575,19 @@ end
 
 local function check_router(r, fname)
   if getmetatable(r) ~= Router then
-    error(str_format("%s: bad argument 'app' (router expected, got %s)", fname, typeof(r)), 3)
+    raise(str_format("%s: bad argument 'app' (router expected, got %s)", fname, typeof(r)), 3)
   end
 end
 
 local function add_route(self, fname, method, path, ...)
   check_router(self, fname)
-  local layer = compile(fname, path, false)
+  local layer = compile(fname, path, false, 4)
   local n = select("#", ...)
-  if n == 0 then error(fname .. ": no handler given", 3) end
+  if n == 0 then raise(fname .. ": no handler given", 3) end
   for i = 1, n do
     local fn = select(i, ...)
     if type(fn) ~= "function" and getmetatable(fn) ~= Router then
-      error(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)), 3)
+      raise(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)), 3)
     end
     self._stack[#self._stack + 1] = { method = method, pattern = layer.pattern, keys = layer.keys, fn = fn }
   end
@@ -1578,12 +1595,12 @@ local function add_route(self, fname, method, path, ...)
 end
 
 --- Routes for one method: fn(req, res, next); several handlers run in turn via next().
-function Router:get(path, ...) return add_route(self, "get", "GET", path, ...) end
-function Router:post(path, ...) return add_route(self, "post", "POST", path, ...) end
-function Router:put(path, ...) return add_route(self, "put", "PUT", path, ...) end
-function Router:delete(path, ...) return add_route(self, "delete", "DELETE", path, ...) end
-function Router:patch(path, ...) return add_route(self, "patch", "PATCH", path, ...) end
-function Router:all(path, ...) return add_route(self, "all", nil, path, ...) end
+function Router:get(path, ...) local r = add_route(self, "get", "GET", path, ...); return r end
+function Router:post(path, ...) local r = add_route(self, "post", "POST", path, ...); return r end
+function Router:put(path, ...) local r = add_route(self, "put", "PUT", path, ...); return r end
+function Router:delete(path, ...) local r = add_route(self, "delete", "DELETE", path, ...); return r end
+function Router:patch(path, ...) local r = add_route(self, "patch", "PATCH", path, ...); return r end
+function Router:all(path, ...) local r = add_route(self, "all", nil, path, ...); return r end
 
 --- Middleware fn(req, res, next) for every request under `path` (default "/"); a router
 --- given here is mounted under `path`.
@@ -1591,7 +1608,7 @@ function Router:use(path, fn)
   check_router(self, "use")
   if fn == nil then path, fn = "/", path end
   if type(fn) ~= "function" and getmetatable(fn) ~= Router then argerr("use", "fn", "function or router", fn) end
-  local layer = compile("use", path, true)
+  local layer = compile("use", path, true, 3)
   layer.fn = fn
   layer.use = true
   self._stack[#self._stack + 1] = layer
@@ -1605,10 +1622,10 @@ function Router:ws(path, handlers)
   if type(handlers) ~= "table" then argerr("ws", "handlers", "table", handlers) end
   for k, v in pairs(handlers) do
     if not HANDLERS[k] and k ~= "protocol" and k ~= "headers" then
-      error(str_format("ws: unknown handler or option '%s'", tostring(k)), 2)
+      raise(str_format("ws: unknown handler or option '%s'", tostring(k)), 2)
     end
   end
-  local layer = compile("ws", path, false)
+  local layer = compile("ws", path, false, 3)
   layer.method = "GET"
   layer.fn = function(req, res, nxt)
     if not req:is_websocket() then return nxt() end
@@ -1750,7 +1767,7 @@ Router.__call = function(self, req, res) return self:handle(req, res) end
 
 local function check_str(fname, what, s)
   if type(s) ~= "string" then
-    error(str_format("%s: bad argument '%s' (string expected, got %s)", fname, what, typeof(s)), 3)
+    raise(str_format("%s: bad argument '%s' (string expected, got %s)", fname, what, typeof(s)), 3)
   end
 end
 
@@ -1854,7 +1871,7 @@ for name, classes in pairs(seen) do
         for i = 1, #classes do
           if mt == classes[i] then return classes[i][name](obj, ...) end
         end
-        error(str_format("%s: bad argument #1 (manager, connection, timer or attachment expected, got %s)",
+        raise(str_format("%s: bad argument #1 (manager, connection, timer or attachment expected, got %s)",
                          name, typeof(obj)), 2)
       end
     end
