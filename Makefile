@@ -33,7 +33,7 @@ deps:
 lib: deps
 	$(CARGO) build --release --locked
 	@mkdir -p build
-	@cp -f $(LIB) build/libwsserver.so
+	@cp -f $(LIB) build/libwsserver.so.tmp && mv -f build/libwsserver.so.tmp build/libwsserver.so
 
 build/examples/%: examples/%.c include/wsserver.h lib
 	@mkdir -p build/examples

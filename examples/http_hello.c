@@ -1,8 +1,9 @@
 /* http_hello: answers every HTTP request with 200 and a short body.
  *
- *   build/examples/http_hello PORT
+ *   build/examples/http_hello PORT [--tls CERT KEY]
  *
- * Listens on 127.0.0.1:PORT (0 picks a free port; the port is printed). */
+ * Listens on 127.0.0.1:PORT (0 picks a free port; the port is printed): http://, or
+ * https:// with --tls and PEM files (paths). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,12 +11,20 @@
 #include "wsserver.h"
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s PORT\n", argv[0]);
+  if (argc != 2 && !(argc == 5 && strcmp(argv[2], "--tls") == 0)) {
+    fprintf(stderr, "usage: %s PORT [--tls CERT KEY]\n", argv[0]);
     return 2;
   }
+  int tls = argc == 5;
   char url[64];
-  snprintf(url, sizeof url, "http://127.0.0.1:%d", atoi(argv[1]));
+  snprintf(url, sizeof url, "%s://127.0.0.1:%d", tls ? "https" : "http", atoi(argv[1]));
+  wss_listen_opts opts;
+  memset(&opts, 0, sizeof opts);
+  opts.struct_size = sizeof opts;
+  if (tls) {
+    opts.tls_cert = argv[3];
+    opts.tls_key = argv[4];
+  }
 
   wss_mgr *mgr = wss_mgr_new(NULL);
   if (mgr == NULL) {
@@ -23,7 +32,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   wss_id listener;
-  wss_result r = wss_mgr_listen(mgr, url, NULL, &listener);
+  wss_result r = wss_mgr_listen(mgr, url, &opts, &listener);
   if (r != WSS_RESULT_OK) {
     fprintf(stderr, "listen %s: %s: %s\n", url, wss_result_str(r), wss_mgr_last_error(mgr));
     wss_mgr_free(mgr);
@@ -31,7 +40,7 @@ int main(int argc, char **argv) {
   }
   uint16_t port = 0;
   wss_listener_port(mgr, listener, &port);
-  printf("http_hello listening on http://127.0.0.1:%u\n", (unsigned) port);
+  printf("http_hello listening on %s://127.0.0.1:%u\n", tls ? "https" : "http", (unsigned) port);
   fflush(stdout);
 
   static const char body[] = "Hello, world!\n";

@@ -243,6 +243,47 @@ typedef uint32_t wss_flag;
 #endif // __cplusplus
 
 /**
+ * WebSocket opcodes, as used by `wss_ws_send` and friends.
+ */
+enum wss_opcode
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * A continuation frame (`wss_ws_send_fragment` after the first piece).
+   */
+  WSS_OP_CONTINUATION = 0,
+  /**
+   * A text message (must be UTF-8).
+   */
+  WSS_OP_TEXT = 1,
+  /**
+   * A binary message.
+   */
+  WSS_OP_BINARY = 2,
+  /**
+   * A close frame (use `wss_ws_close`).
+   */
+  WSS_OP_CLOSE = 8,
+  /**
+   * A ping (payload at most 125 bytes).
+   */
+  WSS_OP_PING = 9,
+  /**
+   * A pong (payload at most 125 bytes; pings are answered automatically).
+   */
+  WSS_OP_PONG = 10,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum wss_opcode wss_opcode;
+#else
+typedef uint32_t wss_opcode;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An event manager. Opaque: create it with `wss_mgr_new`, free it with `wss_mgr_free`.
  * It is driven by one thread at a time; only the functions documented as thread-safe
  * may be called from other threads.
@@ -625,6 +666,25 @@ typedef struct wss_connect_opts {
    */
   const char *ws_headers;
 } wss_connect_opts;
+
+/**
+ * Options of `wss_ws_upgrade`. Zero-initialise and set `struct_size`; NULL for none.
+ */
+typedef struct wss_upgrade_opts {
+  /**
+   * `sizeof(wss_upgrade_opts)`.
+   */
+  uint32_t struct_size;
+  /**
+   * Header lines added to the 101 response ("Set-Cookie: a=b\r\n").
+   */
+  const char *extra_headers;
+  /**
+   * The subprotocol to agree on; it must be one the client offered. NULL: the
+   * listener's `ws_protocols`, in its order of preference, or none.
+   */
+  const char *protocol;
+} wss_upgrade_opts;
 
 #ifdef __cplusplus
 extern "C" {
@@ -1073,6 +1133,83 @@ wss_result wss_md5_hex(const uint8_t *data, size_t len, char *out);
  * Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
  */
 wss_result wss_sha1_hex(const uint8_t *data, size_t len, char *out);
+
+/**
+ * Upgrades the HTTP request waiting on `conn` to a WebSocket: checks it (GET, HTTP/1.1,
+ * `Upgrade: websocket`, `Connection: upgrade`, a 16-byte `Sec-WebSocket-Key`, version 13,
+ * the listener's origin allow-list), negotiates the subprotocol and permessage-deflate
+ * (when the listener offers it), and answers 101. `WSS_EV_WS_OPEN` follows; from then on
+ * the connection carries WebSocket messages. `opts` may be NULL.
+ *
+ * A request that is not a valid upgrade is answered by the library (400; 426 with
+ * `Sec-WebSocket-Version: 13` for another version; 403 for a refused origin) and the
+ * call returns `WSS_RESULT_PROTOCOL` with the reason in the last error.
+ *
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_PROTOCOL` (answered as above);
+ * `WSS_RESULT_INVALID_ARGUMENT` (a protocol the client did not offer, bad headers);
+ * `WSS_RESULT_INVALID_STATE` (no request waiting); `WSS_RESULT_WRONG_KIND`; `WSS_RESULT_NOT_FOUND`.
+ */
+wss_result wss_ws_upgrade(struct wss_mgr *mgr, wss_id conn, const struct wss_upgrade_opts *opts);
+
+/**
+ * Sends a whole WebSocket message (`WSS_OP_TEXT`, `WSS_OP_BINARY`) or a control frame
+ * (`WSS_OP_PING`, `WSS_OP_PONG`, payload at most 125 bytes) on `conn`. The bytes are
+ * copied; with permessage-deflate agreed, messages above a small threshold are
+ * compressed. Server frames are unmasked; client frames masked with a fresh key.
+ *
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_ARGUMENT` (bad opcode, text that is not
+ * UTF-8, control payload over 125 bytes); `WSS_RESULT_INVALID_STATE` (a fragmented
+ * message is being sent); `WSS_RESULT_WRONG_KIND` (not a WebSocket); `WSS_RESULT_CLOSED`
+ * (a close frame was sent or received); `WSS_RESULT_LIMIT` (send buffer full: the
+ * connection is closed); `WSS_RESULT_NOT_FOUND`.
+ */
+wss_result wss_ws_send(struct wss_mgr *mgr,
+                       wss_id conn,
+                       const uint8_t *data,
+                       size_t len,
+                       uint32_t opcode);
+
+/**
+ * Sends one piece of a message produced piece by piece: the first with `WSS_OP_TEXT` or
+ * `WSS_OP_BINARY`, the following ones with `WSS_OP_CONTINUATION`; `fin` on the last.
+ * Pings and other messages' frames may not interleave a fragmented message from the
+ * application (control frames the library owes, such as pongs, still may).
+ * Returns: as `wss_ws_send`; `WSS_RESULT_INVALID_STATE` for a continuation without a
+ * start, or a new message while one is open.
+ */
+wss_result wss_ws_send_fragment(struct wss_mgr *mgr,
+                                wss_id conn,
+                                const uint8_t *data,
+                                size_t len,
+                                uint32_t opcode,
+                                bool fin);
+
+/**
+ * Starts the closing handshake: sends a close frame with `code` (1000-1003, 1007-1014,
+ * 3000-4999) and `reason` (NULL or UTF-8, at most 123 bytes), then waits for the peer's
+ * close frame (at most `close_timeout_ms`) and closes the connection. Messages that
+ * arrive meanwhile are dropped. `WSS_EV_CLOSE` follows with the code.
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_ARGUMENT` (code or reason);
+ * `WSS_RESULT_CLOSED` (already closing); `WSS_RESULT_WRONG_KIND`; `WSS_RESULT_NOT_FOUND`.
+ */
+wss_result wss_ws_close(struct wss_mgr *mgr, wss_id conn, uint16_t code, const char *reason);
+
+/**
+ * Sends one message to every open WebSocket connection accepted by `listener` (0: every
+ * WebSocket connection of the manager). The frame is encoded once (uncompressed) and
+ * copied to each connection. Connections whose send buffer is over its limit are
+ * skipped and closed, as with `wss_ws_send`.
+ *
+ * `sent_out` (may be NULL) receives the number of connections that got the message.
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_ARGUMENT` (opcode, text not UTF-8);
+ * `WSS_RESULT_NOT_FOUND`/`WSS_RESULT_WRONG_KIND` for a `listener` that is not a listener.
+ */
+wss_result wss_ws_broadcast(struct wss_mgr *mgr,
+                            wss_id listener,
+                            const uint8_t *data,
+                            size_t len,
+                            uint32_t opcode,
+                            size_t *sent_out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -58,6 +58,17 @@ enum wss_flag
 };
 typedef uint32_t wss_flag;
 
+enum wss_opcode
+ {
+  WSS_OP_CONTINUATION = 0,
+  WSS_OP_TEXT = 1,
+  WSS_OP_BINARY = 2,
+  WSS_OP_CLOSE = 8,
+  WSS_OP_PING = 9,
+  WSS_OP_PONG = 10,
+};
+typedef uint32_t wss_opcode;
+
 typedef struct wss_mgr wss_mgr;
 
 typedef uint64_t wss_id;
@@ -164,6 +175,12 @@ typedef struct wss_connect_opts {
   const char *ws_origin;
   const char *ws_headers;
 } wss_connect_opts;
+
+typedef struct wss_upgrade_opts {
+  uint32_t struct_size;
+  const char *extra_headers;
+  const char *protocol;
+} wss_upgrade_opts;
 
 wss_result wss_conn_send(struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
 
@@ -288,4 +305,28 @@ wss_result wss_sha1(const uint8_t *data, size_t len, uint8_t *out);
 wss_result wss_md5_hex(const uint8_t *data, size_t len, char *out);
 
 wss_result wss_sha1_hex(const uint8_t *data, size_t len, char *out);
+
+wss_result wss_ws_upgrade(struct wss_mgr *mgr, wss_id conn, const struct wss_upgrade_opts *opts);
+
+wss_result wss_ws_send(struct wss_mgr *mgr,
+                       wss_id conn,
+                       const uint8_t *data,
+                       size_t len,
+                       uint32_t opcode);
+
+wss_result wss_ws_send_fragment(struct wss_mgr *mgr,
+                                wss_id conn,
+                                const uint8_t *data,
+                                size_t len,
+                                uint32_t opcode,
+                                bool fin);
+
+wss_result wss_ws_close(struct wss_mgr *mgr, wss_id conn, uint16_t code, const char *reason);
+
+wss_result wss_ws_broadcast(struct wss_mgr *mgr,
+                            wss_id listener,
+                            const uint8_t *data,
+                            size_t len,
+                            uint32_t opcode,
+                            size_t *sent_out);
 ]==]

@@ -44,6 +44,25 @@ pub struct ConnConfig {
     pub tls_handshake_timeout: Option<Duration>,
     /// Time spent discarding input after a graceful close, before the socket is dropped.
     pub linger_timeout: Duration,
+    /// WebSocket settings.
+    pub ws: WsSettings,
+}
+
+/// WebSocket settings of a listener (server side) or a client connection.
+#[derive(Debug, Clone, Default)]
+pub struct WsSettings {
+    /// Origins accepted (None: any).
+    pub origins: Option<Vec<String>>,
+    /// Subprotocols: supported, in order of preference (server), or offered (client).
+    pub protocols: Vec<String>,
+    /// permessage-deflate to offer or accept (None: off).
+    pub deflate: Option<crate::ws::deflate::DeflateConfig>,
+    /// Deliver messages piece by piece.
+    pub stream: bool,
+    /// Client: the Origin header to send.
+    pub origin: Option<String>,
+    /// Client: extra handshake header lines.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for ConnConfig {
@@ -61,11 +80,12 @@ impl Default for ConnConfig {
             header_timeout: Some(Duration::from_secs(10)),
             body_timeout: Some(Duration::from_secs(60)),
             idle_timeout: Some(Duration::from_secs(120)),
-            ping_interval: None,
+            ping_interval: Some(Duration::from_secs(60)),
             pong_timeout: Some(Duration::from_secs(30)),
             close_timeout: Some(Duration::from_secs(5)),
             tls_handshake_timeout: Some(Duration::from_secs(10)),
             linger_timeout: Duration::from_secs(2),
+            ws: WsSettings::default(),
         }
     }
 }

@@ -31,6 +31,51 @@ pub enum Proto {
     Raw,
     /// HTTP/1.1 server side.
     Http(Box<HttpConn>),
+    /// WebSocket, after the handshake.
+    Ws(Box<WsConn>),
+    /// WebSocket client waiting for the server's handshake response.
+    WsClient(Box<WsClient>),
+}
+
+/// A WebSocket connection's state beyond the codec.
+#[derive(Debug)]
+pub struct WsConn {
+    /// The sans-IO protocol state.
+    pub session: crate::ws::Session,
+    /// Close code for the close event (0: none yet).
+    pub close_code: u16,
+    /// Close reason for the close event.
+    pub close_reason: Vec<u8>,
+    /// When we sent a close frame and started waiting for the peer's.
+    pub close_sent_at: Option<Instant>,
+    /// When a keepalive ping went out without an answer yet.
+    pub ping_sent_at: Option<Instant>,
+    /// A protocol failure whose close frame waits until the application has answered
+    /// the messages that arrived before the bad frame (Autobahn 3.2, 4.1.3, 5.15...).
+    pub deferred_close: Option<Vec<u8>>,
+}
+
+impl WsConn {
+    /// A connection whose handshake just completed.
+    pub fn new(session: crate::ws::Session) -> WsConn {
+        WsConn {
+            session,
+            close_code: 0,
+            close_reason: Vec::new(),
+            close_sent_at: None,
+            ping_sent_at: None,
+            deferred_close: None,
+        }
+    }
+}
+
+/// A WebSocket client between its request and the server's 101.
+#[derive(Debug)]
+pub struct WsClient {
+    /// The handshake (key, offers).
+    pub handshake: crate::ws::handshake::ClientHandshake,
+    /// The request has been queued for sending.
+    pub sent: bool,
 }
 
 /// A connection table entry.
@@ -156,7 +201,7 @@ impl Conn {
         }
         match &self.proto {
             Proto::Http(h) => h.is_waiting() && self.rbuf.len() >= self.cfg.max_header_bytes,
-            Proto::Raw => false,
+            Proto::Raw | Proto::Ws(_) | Proto::WsClient(_) => false,
         }
     }
 
@@ -164,7 +209,7 @@ impl Conn {
     pub fn http_mut(&mut self) -> Option<&mut HttpConn> {
         match &mut self.proto {
             Proto::Http(h) => Some(h),
-            Proto::Raw => None,
+            _ => None,
         }
     }
 
@@ -192,7 +237,22 @@ impl Conn {
                         idle()
                     }
                 }
-                Proto::Raw => idle(),
+                Proto::Ws(w) => {
+                    if let (Some(at), Some(t)) = (w.close_sent_at, cfg.close_timeout) {
+                        return Some((at + t, Expiry::CloseTimeout));
+                    }
+                    let ping = match (w.ping_sent_at, cfg.ping_interval, cfg.pong_timeout) {
+                        (Some(at), _, Some(t)) => Some((at + t, Expiry::PongTimeout)),
+                        (Some(_), _, None) => None,
+                        (None, Some(every), _) => Some((self.last_read + every, Expiry::Ping)),
+                        (None, None, _) => None,
+                    };
+                    match (ping, idle()) {
+                        (Some(p), Some(i)) => Some(if p.0 <= i.0 { p } else { i }),
+                        (p, i) => p.or(i),
+                    }
+                }
+                Proto::Raw | Proto::WsClient(_) => idle(),
             },
         }
     }
@@ -209,6 +269,12 @@ pub enum Expiry {
     RequestTimeout,
     /// The TLS handshake took too long.
     TlsHandshake,
+    /// Time for a keepalive ping.
+    Ping,
+    /// No answer to a keepalive ping.
+    PongTimeout,
+    /// The peer did not answer our close frame.
+    CloseTimeout,
 }
 
 impl Drop for Conn {

@@ -31,6 +31,8 @@ pub enum Error {
     Closed(u64),
     /// The connection is not in a state that allows the call.
     InvalidState(String),
+    /// The peer's request broke the protocol (and was answered accordingly).
+    Protocol(String),
 }
 
 impl Error {
@@ -60,6 +62,7 @@ impl fmt::Display for Error {
             Error::Limit(s) => write!(f, "limit reached: {s}"),
             Error::Closed(id) => write!(f, "connection {id} is closing or closed"),
             Error::InvalidState(s) => write!(f, "invalid state: {s}"),
+            Error::Protocol(s) => write!(f, "protocol: {s}"),
         }
     }
 }
@@ -78,6 +81,8 @@ pub mod code {
     pub(crate) const TLS: i32 = 1015;
     /// `WSS_RESULT_LIMIT`.
     pub(crate) const LIMIT: i32 = 1009;
+    /// `WSS_RESULT_PROTOCOL`.
+    pub(crate) const PROTOCOL: i32 = 1017;
     /// `WSS_RESULT_TIMEOUT`.
     pub(crate) const TIMEOUT: i32 = 1016;
 }

@@ -31,3 +31,5 @@ pub mod timerfd;
 pub mod timers;
 /// cbindgen:ignore
 pub mod url;
+/// cbindgen:ignore
+pub mod ws;

@@ -16,6 +16,7 @@ pub mod opts;
 pub mod result;
 pub mod timer;
 pub mod util;
+pub mod ws;
 
 use crate::mgr::{Manager, Shared};
 use result::wss_result;

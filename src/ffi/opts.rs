@@ -4,9 +4,10 @@
 
 use super::boundary::cstr_utf8;
 use crate::config::{
-    ConnConfig, ConnectConfig, ListenConfig, MgrConfig, TlsClientSpec, TlsServerSpec,
+    ConnConfig, ConnectConfig, ListenConfig, MgrConfig, TlsClientSpec, TlsServerSpec, WsSettings,
 };
 use crate::error::{Error, Result};
+use crate::ws::deflate::DeflateConfig;
 use std::ffi::c_char;
 use std::time::Duration;
 
@@ -159,6 +160,15 @@ pub struct wss_serve_opts {
     pub url_prefix: *const c_char,
 }
 
+/// Splits "a, b,c" into trimmed, non-empty items.
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
 /// Reads a caller's options struct, honouring its `struct_size` (the first field).
 ///
 /// # Safety
@@ -259,6 +269,7 @@ impl wss_listen_opts {
             close_timeout: timeout(o.close_timeout_ms, d.close_timeout),
             tls_handshake_timeout: timeout(o.tls_handshake_timeout_ms, d.tls_handshake_timeout),
             linger_timeout: d.linger_timeout,
+            ws: Self::ws_settings(o)?,
         };
         Ok(ListenConfig {
             tls: Self::tls_spec(o)?,
@@ -266,6 +277,21 @@ impl wss_listen_opts {
             max_connections: o.max_connections,
             backlog: o.backlog,
             reuse_port: o.reuse_port,
+        })
+    }
+
+    fn ws_settings(o: &Self) -> Result<WsSettings> {
+        // SAFETY: NULL or NUL-terminated, per the header.
+        let origins = unsafe { text_field(o.ws_origins, "ws_origins") }?.map(|s| comma_list(&s));
+        let protocols = unsafe { text_field(o.ws_protocols, "ws_protocols") }?
+            .map_or_else(Vec::new, |s| comma_list(&s));
+        Ok(WsSettings {
+            origins,
+            protocols,
+            deflate: o.ws_deflate.then(DeflateConfig::default),
+            stream: o.ws_stream,
+            origin: None,
+            headers: Vec::new(),
         })
     }
 
@@ -341,6 +367,7 @@ impl wss_connect_opts {
             ),
             max_frame_bytes: or(o.max_frame_bytes, d.max_frame_bytes),
             max_message_bytes: or(o.max_message_bytes, d.max_message_bytes),
+            ws: Self::ws_settings(o)?,
             ..d
         };
         // SAFETY (all text_field calls): each field is NULL or NUL-terminated, per the header.
@@ -352,6 +379,35 @@ impl wss_connect_opts {
             server_name: unsafe { text_field(o.tls_server_name, "tls_server_name") }?,
         };
         Ok(ConnectConfig { conn, tls })
+    }
+
+    fn ws_settings(o: &Self) -> Result<WsSettings> {
+        // SAFETY: NULL or NUL-terminated, per the header.
+        let protocols = unsafe { text_field(o.ws_protocols, "ws_protocols") }?
+            .map_or_else(Vec::new, |s| comma_list(&s));
+        let origin = unsafe { text_field(o.ws_origin, "ws_origin") }?;
+        let mut headers = Vec::new();
+        if let Some(h) = unsafe { text_field(o.ws_headers, "ws_headers") }? {
+            let mut norm = Vec::new();
+            crate::http::response::normalize_headers(h.as_bytes(), &mut norm)
+                .map_err(Error::InvalidArgument)?;
+            for line in String::from_utf8_lossy(&norm)
+                .split("\r\n")
+                .filter(|l| !l.is_empty())
+            {
+                if let Some((n, v)) = line.split_once(": ") {
+                    headers.push((n.to_string(), v.to_string()));
+                }
+            }
+        }
+        Ok(WsSettings {
+            origins: None,
+            protocols,
+            deflate: o.ws_deflate.then(DeflateConfig::default),
+            stream: o.ws_stream,
+            origin,
+            headers,
+        })
     }
 }
 

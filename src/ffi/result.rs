@@ -120,6 +120,7 @@ impl From<&crate::error::Error> for wss_result {
             Limit(_) => WSS_RESULT_LIMIT,
             Closed(_) => WSS_RESULT_CLOSED,
             InvalidState(_) => WSS_RESULT_INVALID_STATE,
+            Protocol(_) => WSS_RESULT_PROTOCOL,
         }
     }
 }
@@ -183,6 +184,7 @@ mod tests {
     fn error_event_codes_match() {
         assert_eq!(code::IO, wss_result::WSS_RESULT_IO as i32);
         assert_eq!(code::TLS, wss_result::WSS_RESULT_TLS as i32);
+        assert_eq!(code::PROTOCOL, wss_result::WSS_RESULT_PROTOCOL as i32);
         assert_eq!(code::LIMIT, wss_result::WSS_RESULT_LIMIT as i32);
         assert_eq!(code::TIMEOUT, wss_result::WSS_RESULT_TIMEOUT as i32);
     }

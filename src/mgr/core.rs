@@ -63,6 +63,12 @@ pub struct Core {
     pub needs_wake: bool,
     /// Inside `Manager::poll`: events queued now are seen by the caller of poll.
     pub in_poll: bool,
+    /// Reused by the WebSocket glue: decoded items.
+    pub ws_items: Vec<crate::ws::Incoming>,
+    /// Reused by the WebSocket glue: encoded frames to send.
+    pub ws_out: Vec<u8>,
+    /// WebSocket connections holding a close frame until their events are drained.
+    pub deferred: Vec<u64>,
 }
 
 impl Core {
@@ -84,7 +90,17 @@ impl Core {
             registry,
             needs_wake: false,
             in_poll: false,
+            ws_items: Vec::new(),
+            ws_out: Vec::new(),
+            deferred: Vec::new(),
         }
+    }
+
+    /// The reusable frame buffer, emptied (its owner puts it back when done).
+    pub fn take_ws_out(&mut self) -> Vec<u8> {
+        let mut v = std::mem::take(&mut self.ws_out);
+        v.clear();
+        v
     }
 
     /// A cleared buffer from the pool (or a new one).
@@ -341,6 +357,7 @@ impl Core {
         if by_peer {
             ev.flags |= FLAG_BY_PEER;
         }
+        super::ws::close_event(c, &mut ev);
         self.push(ev);
     }
 }

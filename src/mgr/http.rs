@@ -33,6 +33,11 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
             Feed::Continue => {
                 let _ = core.send(c, &[b"HTTP/1.1 100 Continue\r\n\r\n"]);
             }
+            Feed::Request if c.scheme.is_ws() => {
+                // ws:// and wss:// listeners upgrade every request (or refuse it).
+                let _ = super::ws::upgrade(core, c, b"", None);
+                return pos;
+            }
             Feed::Request => {
                 let req = h.request().expect("Feed::Request leaves a request waiting");
                 // The body stays in the request until it is answered and the events that
@@ -249,6 +254,15 @@ pub fn chunk(core: &mut Core, c: &mut Conn, data: &[u8]) -> Result<()> {
         Reply::None | Reply::File => Err(Error::InvalidState(
             "no chunked reply under way (call wss_http_chunked_begin)".into(),
         )),
+    }
+}
+
+/// Hands the upgrade request's memory to the parking lot; the caller switches protocols.
+pub fn finish_upgrade(core: &mut Core, c: &mut Conn) {
+    if let Proto::Http(h) = &mut c.proto {
+        if let Some(r) = h.finish() {
+            core.parked.push(r);
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 mod core;
 mod http;
 mod shared;
+mod ws;
 
 pub use self::core::{Core, Queued};
 pub use self::http::{
@@ -209,22 +210,30 @@ impl Manager {
         Ok(id)
     }
 
-    /// Opens an outbound connection to `url` (`tcp://` or `tls://`).
+    /// Opens an outbound connection to `url` (`tcp://`, `tls://`, `ws://`, `wss://`).
     pub fn connect(&mut self, url: &str, cfg: crate::config::ConnectConfig) -> Result<u64> {
         let url = Url::parse(url)?;
-        if !matches!(url.scheme, Scheme::Tcp | Scheme::Tls) {
+        if !matches!(
+            url.scheme,
+            Scheme::Tcp | Scheme::Tls | Scheme::Ws | Scheme::Wss
+        ) {
             return Err(Error::InvalidArgument(format!(
-                "connect supports tcp:// and tls:// URLs, not {}://",
+                "connect supports tcp://, tls://, ws:// and wss:// URLs, not {}://",
                 scheme_name(url.scheme)
             )));
         }
+        let ws_client = if url.scheme.is_ws() {
+            Some(ws::client_handshake(&url, &cfg.conn.ws)?)
+        } else {
+            None
+        };
         let tls = if url.scheme.is_tls() {
             let server_name = cfg
                 .tls
                 .server_name
                 .clone()
                 .unwrap_or_else(|| url.host.clone());
-            let config = self.client_tls(&cfg.tls, false)?;
+            let config = self.client_tls(&cfg.tls, url.scheme.is_ws())?;
             Some(
                 crate::net::tls::TlsStream::client(&config, &server_name).map_err(|e| {
                     Error::InvalidArgument(format!("TLS server name {server_name:?}: {e}"))
@@ -261,7 +270,7 @@ impl Manager {
             None => Stream::Tcp(sock),
         };
         let now = Instant::now();
-        let conn = Conn::new(
+        let mut conn = Conn::new(
             id,
             0,
             url.scheme,
@@ -270,6 +279,10 @@ impl Manager {
             State::Connecting,
             now,
         );
+        conn.proto = match ws_client {
+            Some(h) => Proto::WsClient(Box::new(h)),
+            None => Proto::Raw,
+        };
         self.entries.insert_with(|_| Entry::Conn(Box::new(conn)));
         self.core.conn_count += 1;
         if let Some(Entry::Conn(c)) = self.entries.get_mut(id) {
@@ -485,6 +498,16 @@ impl Manager {
                 self.core.request_pool.push(r);
             }
         }
+        if !self.core.deferred.is_empty() {
+            let pending = std::mem::take(&mut self.core.deferred);
+            for id in pending {
+                if let Some(Entry::Conn(c)) = self.entries.get_mut(id) {
+                    if !ws::fire_deferred(&mut self.core, c) {
+                        self.core.deferred.push(id);
+                    }
+                }
+            }
+        }
     }
 
     /// Pops the next event (of any connection, or of `only` one) and keeps it in
@@ -643,6 +666,7 @@ impl Manager {
                     c.opened = self.core.now;
                     let ev = Event::new(EventKind::Connect, c.id);
                     self.core.push_for(c, ev);
+                    ws::client_start(&mut self.core, c);
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => {
@@ -886,9 +910,88 @@ impl Manager {
     }
 
     /// Sends a WebSocket message (until the WebSocket layer exists: wrong kind).
-    pub fn ws_send(&mut self, id: u64, _data: &[u8], _opcode: u32) -> Result<()> {
-        self.conn_mut(id)?;
-        Err(Error::WrongKind("not a WebSocket connection"))
+    pub fn ws_send(&mut self, id: u64, data: &[u8], opcode: u32) -> Result<()> {
+        let op = match opcode {
+            1 => crate::ws::OpCode::Text,
+            2 => crate::ws::OpCode::Binary,
+            n => return Err(Error::InvalidArgument(format!("opcode {n}"))),
+        };
+        self.ws_send_op(id, data, op)
+    }
+
+    /// Sends a WebSocket message or control frame.
+    pub fn ws_send_op(&mut self, id: u64, data: &[u8], op: crate::ws::OpCode) -> Result<()> {
+        self.with_conn(id, |core, c| ws::send(core, c, data, op))
+    }
+
+    /// Sends one piece of a fragmented WebSocket message.
+    pub fn ws_send_fragment(
+        &mut self,
+        id: u64,
+        data: &[u8],
+        op: crate::ws::OpCode,
+        fin: bool,
+    ) -> Result<()> {
+        self.with_conn(id, |core, c| ws::send_fragment(core, c, data, op, fin))
+    }
+
+    /// Starts a WebSocket closing handshake.
+    pub fn ws_close(&mut self, id: u64, code: u16, reason: &[u8]) -> Result<()> {
+        self.with_conn(id, |core, c| ws::close(core, c, code, reason))
+    }
+
+    /// Upgrades the waiting HTTP request of `id` to a WebSocket.
+    pub fn ws_upgrade(&mut self, id: u64, extra: &[u8], protocol: Option<&str>) -> Result<()> {
+        self.with_conn(id, |core, c| ws::upgrade(core, c, extra, protocol))
+    }
+
+    /// Sends one message to every open server-side WebSocket of `listener` (0: all);
+    /// the frame is encoded once. Returns how many connections got it.
+    pub fn ws_broadcast(
+        &mut self,
+        listener: u64,
+        data: &[u8],
+        op: crate::ws::OpCode,
+    ) -> Result<usize> {
+        use crate::ws::OpCode;
+        if listener != 0 {
+            self.listener(listener)?;
+        }
+        match op {
+            OpCode::Text => {
+                if simdutf8::basic::from_utf8(data).is_err() {
+                    return Err(Error::InvalidArgument(
+                        "text message is not valid UTF-8".into(),
+                    ));
+                }
+            }
+            OpCode::Binary => {}
+            OpCode::Ping | OpCode::Pong if data.len() <= 125 => {}
+            _ => {
+                return Err(Error::InvalidArgument(
+                    "broadcast sends text, binary, ping or pong".into(),
+                ))
+            }
+        }
+        let mut frame = self.core.take_ws_out();
+        crate::ws::encode_server_frame(op, data, &mut frame);
+        let mut sent = 0;
+        for e in self.entries.values_mut() {
+            let Entry::Conn(c) = e else { continue };
+            if listener != 0 && c.parent != listener {
+                continue;
+            }
+            let Proto::Ws(w) = &c.proto else { continue };
+            let ok = w.session.role() == crate::ws::Role::Server
+                && w.session.state() == crate::ws::State::Open
+                // A frame must not land between the pieces of a fragmented message.
+                && (op.is_control() || !w.session.is_sending_fragmented());
+            if ok && c.can_send() && self.core.send(c, &[&frame]).is_ok() {
+                sent += 1;
+            }
+        }
+        self.core.ws_out = frame;
+        Ok(sent)
     }
 
     fn run_timers(&mut self) {
@@ -939,16 +1042,29 @@ fn udp_send(l: &mut Listener, peer: SocketAddr, data: &[u8]) -> Result<()> {
 
 /// Feeds received bytes to the connection's protocol; returns how many it consumed.
 fn process_input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
-    match c.proto {
-        Proto::Raw => {
-            let mut data = core.take_buf();
-            data.extend_from_slice(input);
-            let ev = Event::new(EventKind::Read, c.id).with_data(data);
-            core.push_for(c, ev);
-            input.len()
+    // A protocol may hand over to another one mid-buffer (an upgrade, a client
+    // handshake response followed by frames): go on while someone consumes bytes.
+    let mut pos = 0;
+    while pos < input.len() && c.state == State::Open {
+        let rest = &mut input[pos..];
+        let used = match c.proto {
+            Proto::Raw => {
+                let mut data = core.take_buf();
+                data.extend_from_slice(rest);
+                let ev = Event::new(EventKind::Read, c.id).with_data(data);
+                core.push_for(c, ev);
+                rest.len()
+            }
+            Proto::Http(_) => http::input(core, c, rest),
+            Proto::Ws(_) => ws::input(core, c, rest),
+            Proto::WsClient(_) => ws::client_input(core, c, rest),
+        };
+        if used == 0 {
+            break;
         }
-        Proto::Http(_) => http::input(core, c, input),
+        pos += used;
     }
+    pos
 }
 
 /// Processes what waits in the connection's input buffer (after more bytes arrived,
@@ -990,6 +1106,13 @@ fn expire(core: &mut Core, c: &mut Conn, what: Expiry) {
         Expiry::TlsHandshake => {
             core.close_now(c, false, Some((code::TLS, "TLS handshake timeout".into())))
         }
+        Expiry::Ping => ws::keepalive(core, c),
+        Expiry::PongTimeout => core.close_now(
+            c,
+            false,
+            Some((code::TIMEOUT, "no answer to a keepalive ping".into())),
+        ),
+        Expiry::CloseTimeout => core.close_now(c, false, None),
         Expiry::RequestTimeout => http::refuse(
             core,
             c,
