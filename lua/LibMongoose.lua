@@ -54,7 +54,7 @@ local R_NOT_FOUND = RESULTS.NOT_FOUND
 local R_CLOSED = RESULTS.CLOSED
 local R_INVALID_STATE = RESULTS.INVALID_STATE
 local R_WRONG_KIND = RESULTS.WRONG_KIND
-local R_INSUFFICIENT_SIZE = RESULTS.INSUFFICIENT_SIZE
+local R_PROTOCOL = RESULTS.PROTOCOL
 
 local NO_TIMEOUT = 0xFFFFFFFF
 local BATCH = 64 -- events taken per wss_mgr_next_events call
@@ -933,7 +933,8 @@ function Response:upgrade(opts)
   local r = C.wss_ws_upgrade(p, self._id, o)
   self._anchor = nil
   if r ~= R_OK then
-    if r == R_CLOSED or r == R_NOT_FOUND then self.done = true end
+    -- PROTOCOL: not a valid upgrade, and the library has answered it (400/403/426).
+    if r == R_CLOSED or r == R_NOT_FOUND or r == R_PROTOCOL then self.done = true end
     return fail(self._m, r)
   end
   self.done = true
@@ -1346,6 +1347,21 @@ function Conn:broadcast(data, kind)
   if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API", 2) end
   local r = C.wss_ws_broadcast(p, self.id, data, #data, op, size_out)
   if r ~= R_OK then return fail(m, r) end
+  return tonumber(size_out[0])
+end
+
+--- Sends `data` to every open WebSocket connection of the manager; returns how many.
+function Manager:broadcast(data, kind)
+  local p = check_mgr(self, "broadcast")
+  if type(data) ~= "string" then argerr("broadcast", "data", "string", data) end
+  local op = OP_TEXT
+  if kind ~= nil then
+    op = WS_KINDS[kind]
+    if not op then argerr("broadcast", "kind", "\"text\" or \"binary\"", kind) end
+  end
+  if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API") end
+  local r = C.wss_ws_broadcast(p, 0, data, #data, op, size_out)
+  if r ~= R_OK then return fail(self, r) end
   return tonumber(size_out[0])
 end
 
