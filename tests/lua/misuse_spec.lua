@@ -178,6 +178,37 @@ describe("misuse", function()
     misuse("on: unknown handler name 'message'", function() tcp_server:on("message", print) end)
   end)
 
+  it("WebSocket calls with wrong arguments", function()
+    local server
+    local wl = assert(mgr:listen("ws://127.0.0.1:0", { ws_open = function(c) server = c end }))
+    local opened = false
+    local c = assert(mgr:connect("ws://127.0.0.1:" .. wl:port(), { ws_open = function() opened = true end }))
+    H.run_until(mgr, function() return opened and server end)
+    misuse("send: bad argument 'data' %(string expected, got number%)", function() c:send(1) end)
+    misuse("send: bad argument 'kind' %(\"text\" or \"binary\" expected, got string%)", function() c:send("x", "utf8") end)
+    misuse("send_fragment: bad argument 'data'", function() c:send_fragment(nil) end)
+    misuse("send_fragment: bad argument 'kind'", function() c:send_fragment("x", "ping") end)
+    misuse("send_fragment: bad argument 'fin' %(boolean expected, got number%)", function() c:send_fragment("x", "text", 1) end)
+    misuse("ping: bad argument 'data'", function() c:ping({}) end)
+    misuse("pong: bad argument 'data'", function() server:pong(1) end)
+    misuse("close: bad argument 'code' %(integer close code expected, got string%)", function() c:close("1000") end)
+    misuse("close: bad argument 'reason'", function() c:close(1000, 5) end)
+    misuse("broadcast: connection %d+ %(ws%) is not a listener", function() server:broadcast("x") end)
+    misuse("broadcast: bad argument 'data'", function() wl:broadcast(nil) end)
+    misuse("broadcast: bad argument 'kind'", function() mgr:broadcast("x", "ping") end)
+    misuse("send_to: connection %d+ %(ws%) is not a udp listener", function() c:send_to("127.0.0.1:1", "x") end)
+    -- runtime failures stay nil, err
+    local ok, err, name = c:send("\255")
+    assert.is_nil(ok)
+    assert.equal("INVALID_ARGUMENT", name)
+    assert.matches("^INVALID_ARGUMENT: ", err)
+    c:close()
+    H.run_until(mgr, function() return c.closed end)
+    misuse("send: connection %d+ %(ws%) is closed", function() c:send("x") end)
+    misuse("send_fragment: connection %d+ %(ws%) is closed", function() c:send_fragment("x") end)
+    assert.is_true(c:close(1000))
+  end)
+
   it("responses: double replies, bad statuses and headers, unencodable JSON", function()
     local results = {}
     local l2 = assert(mgr:listen("http://127.0.0.1:0", {

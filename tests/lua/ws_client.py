@@ -49,7 +49,8 @@ async def main():
             print("got " + await asyncio.wait_for(ws.recv(), 10))
         elif mode == "close":
             await ws.close(int(args[0]), args[1])
-            print(f"closed rcvd={ws.close_rcvd.code if ws.close_rcvd else None}")
+            rcvd = ws.protocol.close_rcvd
+            print(f"closed rcvd={rcvd.code if rcvd else None} reason={rcvd.reason if rcvd else None}")
         elif mode == "listen":
             for _ in range(int(args[0])):
                 print("got " + str(await asyncio.wait_for(ws.recv(), 10)), flush=True)
