@@ -1898,6 +1898,9 @@ lm.Manager, lm.Connection, lm.Timer, lm.Request, lm.Response, lm.Router, lm.Atta
   Manager, Conn, Timer, Request, Response, Router, Attachment
 lm.NO_TIMEOUT = NO_TIMEOUT
 lm.HAS_WS = HAS_WS
+lm.HANDLERS = {}
+for name in pairs(HANDLERS) do lm.HANDLERS[#lm.HANDLERS + 1] = name end
+table.sort(lm.HANDLERS)
 lm.EVENTS = EV
 lm.RESULTS = RESULTS
 lm.C = C

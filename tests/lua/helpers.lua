@@ -21,6 +21,7 @@ if not pcall(ffi.typeof, "struct lmtest_timespec") then
     int getrusage(int who, struct lmtest_rusage *usage);
     int getpid(void);
     int fcntl(int fd, int cmd, ...);
+    int poll(void *fds, unsigned long nfds, int timeout);
   ]])
 end
 local ts = ffi.new("struct lmtest_timespec")
@@ -40,8 +41,7 @@ function H.cpu_ms()
 end
 
 function H.sleep(ms)
-  local t = H.now() + ms
-  while H.now() < t do os.execute("sleep 0.01") end
+  ffi.C.poll(nil, 0, ms)
 end
 
 local tmp
@@ -81,15 +81,17 @@ local nproc = 0
 local Proc = {}
 Proc.__index = Proc
 
---- Starts a shell command in the background; its stdout, stderr and exit status land
---- in files. `stdin`: optional text fed to it.
+--- Starts a shell command (a simple command: words, redirections, env assignments) in
+--- the background; its stdout, stderr and exit status land in files, its pid in
+--- base.pid. `stdin`: optional text fed to it.
 function H.spawn(cmd, stdin)
   nproc = nproc + 1
   local base = H.tmpdir() .. "/p" .. nproc
   local input = "/dev/null"
   if stdin then input = H.write_file(base .. ".in", stdin) end
-  local sh = string.format("( (%s) < %s > %s.out 2> %s.err; echo $? > %s.rc.tmp; mv %s.rc.tmp %s.rc ) & echo $! > %s.pid",
-    cmd, input, base, base, base, base, base, base)
+  local sh = string.format(
+    "( %s < %s > %s.out 2> %s.err & echo $! > %s.pid.tmp; mv %s.pid.tmp %s.pid; wait $!; echo $? > %s.rc.tmp; mv %s.rc.tmp %s.rc ) 2>/dev/null &",
+    cmd, input, base, base, base, base, base, base, base, base)
   os.execute(sh)
   return setmetatable({ base = base, cmd = cmd }, Proc)
 end
@@ -108,11 +110,20 @@ end
 
 function Proc:output() return H.read_file(self.base .. ".out") or "" end
 
+--- Stops the command (by its pid, with SIGTERM) if it is still running.
 function Proc:kill()
-  local pid = H.read_file(self.base .. ".pid")
-  if pid and not self:done() then
-    -- The subshell's children first, then the subshell itself.
-    os.execute("pkill -P " .. pid:match("%d+") .. " 2>/dev/null; kill " .. pid:match("%d+") .. " 2>/dev/null")
+  if self:done() then return end
+  local pid
+  for _ = 1, 100 do
+    pid = H.read_file(self.base .. ".pid")
+    if pid and pid:match("%d+") then break end
+    H.sleep(10)
+  end
+  pid = pid and pid:match("%d+")
+  if pid then os.execute("kill " .. pid .. " 2>/dev/null") end
+  for _ = 1, 100 do
+    if self:done() then return end
+    H.sleep(10)
   end
 end
 
