@@ -271,6 +271,9 @@ function H.certs()
     "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout %s/server.key -out %s/server.csr",
     "printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\nkeyUsage=digitalSignature,keyEncipherment\\nextendedKeyUsage=serverAuth\\n' > %s/server.ext",
     "openssl x509 -req -in %s/server.csr -CA %s/ca.pem -CAkey %s/ca.key -CAcreateserial -days 2 -extfile %s/server.ext -out %s/server.pem",
+    "openssl req -newkey rsa:2048 -nodes -subj /CN=other.test -keyout %s/other.key -out %s/other.csr",
+    "printf 'subjectAltName=DNS:other.test\\nextendedKeyUsage=serverAuth\\n' > %s/other.ext",
+    "openssl x509 -req -in %s/other.csr -CA %s/ca.pem -CAkey %s/ca.key -CAcreateserial -days 2 -extfile %s/other.ext -out %s/other.pem",
     "openssl req -newkey rsa:2048 -nodes -subj /CN=alice/O=LmTest -keyout %s/client.key -out %s/client.csr",
     "printf 'basicConstraints=CA:FALSE\\nextendedKeyUsage=clientAuth\\n' > %s/client.ext",
     "openssl x509 -req -in %s/client.csr -CA %s/ca.pem -CAkey %s/ca.key -CAcreateserial -days 2 -extfile %s/client.ext -out %s/client.pem",
@@ -285,6 +288,7 @@ function H.certs()
   certs = {
     dir = d, ca = d .. "/ca.pem", cert = d .. "/server.pem", key = d .. "/server.key",
     client_cert = d .. "/client.pem", client_key = d .. "/client.key",
+    other_cert = d .. "/other.pem", other_key = d .. "/other.key",
   }
   local _ = q
   return certs

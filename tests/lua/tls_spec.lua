@@ -119,6 +119,22 @@ describe("tls", function()
     assert.matches("echo:ping%-over%-tls", p.out)
   end)
 
+  it("chooses a certificate by SNI from tls.sni", function()
+    local l = assert(mgr:listen("https://127.0.0.1:0", {
+      tls = { cert = certs.cert, key = certs.key,
+              sni = { { cert = certs.other_cert, key = H.read_file(certs.other_key) } } },
+      http = function(req, res) res:text("sni=" .. tostring(req.conn:tls_info().sni)) end,
+    }))
+    collectgarbage() -- the option strings and the certificate array must not be needed any more
+    local port = l:port()
+    local st, _, body = H.curl(mgr, string.format("--cacert %s --resolve other.test:%d:127.0.0.1 https://other.test:%d/",
+      certs.ca, port, port))
+    assert.same({ 200, "sni=other.test" }, { st, body })
+    st, _, body = H.curl(mgr, string.format("--cacert %s --resolve localhost:%d:127.0.0.1 https://localhost:%d/",
+      certs.ca, port, port))
+    assert.same({ 200, "sni=localhost" }, { st, body })
+  end)
+
   it("returns nil, err for a bad key or certificate", function()
     local v, err, name = mgr:listen("https://127.0.0.1:0", { tls = { cert = certs.cert, key = certs.client_key } })
     assert.is_nil(v)

@@ -284,6 +284,32 @@ describe("websocket", function()
     assert.is_true(server_closed[4][3])
   end)
 
+  it("checks origins and sends keepalive pings", function()
+    local l = assert(mgr:listen("ws://127.0.0.1:0", {
+      ws_origins = { "https://good.example" },
+      ping_interval_ms = 50,
+    }))
+    local url = "ws://127.0.0.1:" .. l:port()
+    local errors, pings = {}, 0
+    local _, bad = client(url, {
+      ws_origin = "https://evil.example",
+      error = function(_, msg) errors[#errors + 1] = msg end,
+    })
+    local _, good = client(url, {
+      ws_origin = "https://good.example",
+      ws_ctl = function(_, kind) if kind == "ping" then pings = pings + 1 end end,
+    })
+    assert.truthy(H.run_until(mgr, function() return good.open and #errors > 0 and pings >= 2 end))
+    assert.is_nil(bad.open)
+    assert.matches("403", table.concat(errors, " "))
+    -- the raw handshake with a refused origin is answered 403
+    local raw = H.raw_request(mgr, l:port(),
+      "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nOrigin: https://evil.example\r\n" ..
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+      function(d) return d:find("\r\n\r\n") end)
+    assert.matches("^HTTP/1.1 403", raw)
+  end)
+
   it("refuses text that is not UTF-8 and misuse on closed WebSocket connections", function()
     local _, url = echo_server()
     local c, log = client(url)
