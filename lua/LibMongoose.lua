@@ -57,6 +57,7 @@ local R_WRONG_KIND = RESULTS.WRONG_KIND
 local R_PROTOCOL = RESULTS.PROTOCOL
 
 local NO_TIMEOUT = 0xFFFFFFFF
+local MAX_INT = 2 ^ 53 -- integers above are not exact in a Lua number
 local BATCH = 64 -- events taken per wss_mgr_next_events call
 
 -- Out-parameters, allocated once (lua-resty-core style). Their values are read right
@@ -292,7 +293,7 @@ local function set_field(fname, o, name, kind, v, anchor)
       o[name] = NO_TIMEOUT
       return
     end
-    if type(v) ~= "number" or v < 0 or v ~= floor(v) or (kind ~= "u64" and v >= NO_TIMEOUT) then
+    if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= MAX_INT or (kind ~= "u64" and v >= NO_TIMEOUT) then
       raise(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)), 5)
     end
     o[name] = v
@@ -1211,7 +1212,7 @@ end
 function Manager:wakeup(id, data)
   local p = check_mgr(self, "wakeup")
   if id == nil then id = 0 end
-  if type(id) ~= "number" or id < 0 or id ~= floor(id) then argerr("wakeup", "id", "non-negative integer", id) end
+  if type(id) ~= "number" or id < 0 or id ~= floor(id) or id >= MAX_INT then argerr("wakeup", "id", "non-negative integer", id) end
   if data == nil then data = "" end
   if type(data) ~= "string" then argerr("wakeup", "data", "string", data) end
   local r = C.wss_mgr_wakeup(p, id, data, #data)
@@ -1222,7 +1223,7 @@ end
 --- A timer: `fn(timer)` after `ms` milliseconds, and every `ms` after that if `repeating`.
 function Manager:timer(ms, fn, repeating)
   local p = check_mgr(self, "timer")
-  if type(ms) ~= "number" or ms < 0 or ms ~= ms or ms == math.huge then argerr("timer", "ms", "non-negative number", ms) end
+  if type(ms) ~= "number" or ms < 0 or ms ~= ms or ms >= MAX_INT then argerr("timer", "ms", "non-negative number", ms) end
   if fn ~= nil and type(fn) ~= "function" then argerr("timer", "fn", "function", fn) end
   if repeating ~= nil and type(repeating) ~= "boolean" then argerr("timer", "repeating", "boolean", repeating) end
   local r = C.wss_timer_add(p, floor(ms), repeating and true or false, id_out)

@@ -252,6 +252,34 @@ describe("http", function()
     m2:close()
   end)
 
+  it("survives a handler that closes the manager with events still queued", function()
+    local m2 = assert(lm.new())
+    local seen = 0
+    m2:on("wakeup", function(id)
+      seen = seen + 1
+      if id == 2 then m2:close() end
+    end)
+    for i = 1, 5 do assert(m2:wakeup(i)) end
+    local n = m2:poll(100)
+    assert.equal(2, n)
+    assert.equal(2, seen)
+    assert.is_false(m2:is_open())
+    assert.has_error(function() m2:poll(0) end, "poll: the manager is closed")
+  end)
+
+  it("allows polling again from inside a handler, keeping the order of events", function()
+    local m2 = assert(lm.new())
+    local order = {}
+    m2:on("wakeup", function(id)
+      order[#order + 1] = id
+      if id == 1 then m2:poll(0) end -- delivers 2..4 now, before returning
+    end)
+    for i = 1, 4 do assert(m2:wakeup(i)) end
+    m2:poll(100)
+    assert.same({ 1, 2, 3, 4 }, order)
+    m2:close()
+  end)
+
   it("a handler error propagates out of poll and loses no event", function()
     local m2 = assert(lm.new())
     local seen = 0
