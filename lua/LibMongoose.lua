@@ -948,12 +948,19 @@ end
 ---------------------------------------------------------------------------------------
 -- Event dispatch
 
-local function get_conn(m, id, parent_id)
+-- The object of connection `id`; a new one for an accepted connection. An error event
+-- can name an id this manager no longer knows (a send from another thread to a
+-- connection that is gone): it gets a closed stand-in that is not remembered, since no
+-- close event will come to forget it.
+local function get_conn(m, id, parent_id, kind_of_event)
   local c = m._conns[id]
   if c then return c end
   local l = parent_id ~= 0 and m._conns[parent_id] or nil
   local kind = "tcp"
   if l and l.kind == "listener" then kind = ACCEPT_KIND[l.scheme] or "tcp" else l = nil end
+  if kind_of_event == EV_ERROR then
+    return setmetatable({ id = id, kind = kind, listener = l, data = {}, closed = true, _m = m, _h = m._h }, Conn)
+  end
   return new_conn(m, id, kind, l, nil)
 end
 
@@ -1007,7 +1014,7 @@ local function dispatch(m, ev)
     if f then f(c, code, reason, by_peer) end
     return
   end
-  local c = get_conn(m, id, tonumber(ev.parent))
+  local c = get_conn(m, id, tonumber(ev.parent), kind)
   local h = c._h
   if kind == EV_HTTP_MSG then
     local req = new_request(m, c, id)
@@ -1128,7 +1135,7 @@ local function event_table(m, ev)
     t.conn = c
     return t
   end
-  local c = get_conn(m, id, parent)
+  local c = get_conn(m, id, parent, kind)
   t.conn = c
   if kind == EV_HTTP_MSG then
     t.req = new_request(m, c, id)

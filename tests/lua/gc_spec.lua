@@ -96,6 +96,28 @@ describe("gc", function()
     mgr:close()
   end)
 
+  it("keeps no object for ids named after their close (cross-thread sends)", function()
+    local mgr = assert(lm.new())
+    local errors = {}
+    mgr:on("error", function(conn, msg) errors[#errors + 1] = { conn, msg } end)
+    local l = assert(mgr:listen("tcp://127.0.0.1:0"))
+    local c = assert(mgr:connect("tcp://127.0.0.1:" .. l:port()))
+    H.run_for(mgr, 30)
+    c:close()
+    assert.truthy(H.run_until(mgr, function() return c.closed end))
+    -- "another thread" sends to the closed connection, and to the listener
+    assert.equal(0, lm.C.wss_send_threadsafe(mgr._p, c.id, "x", 1, 0))
+    assert.equal(0, lm.C.wss_send_threadsafe(mgr._p, l.id, "x", 1, 0))
+    assert.truthy(H.run_until(mgr, function() return #errors >= 1 end))
+    H.run_for(mgr, 30)
+    assert.equal(l, errors[1][1])
+    assert.is_nil(mgr._conns[c.id])
+    local live = 0
+    for _ in pairs(mgr._conns) do live = live + 1 end
+    assert.equal(1, live) -- the listener (the accepted connection closed with its peer)
+    mgr:close()
+  end)
+
   it("collects objects of a closed manager", function()
     local weak = setmetatable({}, { __mode = "v" })
     local function make()
