@@ -136,10 +136,9 @@ local function typeof(v)
   return type(v)
 end
 
--- Errors for misuse. `level` counts from the function that detects the misuse:
--- argerr/misuse are called from a public function, so level 3 names its caller.
+-- Misuse: a bad argument.
 local function argerr(fname, what, expected, got)
-  raise(str_format("%s: bad argument '%s' (%s expected, got %s)", fname, what, expected, typeof(got)), 3)
+  raise(str_format("%s: bad argument '%s' (%s expected, got %s)", fname, what, expected, typeof(got)))
 end
 
 -- Runtime failure: nil, "ENAME: message", "ENAME" (luv style).
@@ -154,10 +153,10 @@ end
 
 local function check_mgr(m, fname)
   if getmetatable(m) ~= Manager then
-    raise(str_format("%s: bad argument 'mgr' (manager expected, got %s)", fname, typeof(m)), 3)
+    raise(str_format("%s: bad argument 'mgr' (manager expected, got %s)", fname, typeof(m)))
   end
   local p = m._p
-  if p == nil then raise(fname .. ": the manager is closed", 3) end
+  if p == nil then raise(fname .. ": the manager is closed") end
   return p
 end
 
@@ -168,25 +167,25 @@ end
 
 local function check_conn(c, fname)
   if getmetatable(c) ~= Conn then
-    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
+    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)))
   end
   local m = c._m
   local p = m._p
-  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
-  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed", 3) end
+  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed") end
+  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
   return p, m
 end
 
 local function check_ws(c, fname)
   if getmetatable(c) ~= Conn then
-    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)), 3)
+    raise(str_format("%s: bad argument 'conn' (connection expected, got %s)", fname, typeof(c)))
   end
   local m = c._m
   local p = m._p
-  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed", 3) end
-  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed", 3) end
-  if c.kind ~= "ws" then raise(fname .. ": " .. describe(c) .. " is not a WebSocket connection", 3) end
-  if not HAS_WS then raise(fname .. ": this libwsserver has no WebSocket API", 3) end
+  if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed") end
+  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
+  if c.kind ~= "ws" then raise(fname .. ": " .. describe(c) .. " is not a WebSocket connection") end
+  if not HAS_WS then raise(fname .. ": this libwsserver has no WebSocket API") end
   return p, m
 end
 
@@ -278,7 +277,7 @@ local function header_lines(fname, what, v)
   local out = {}
   for k, val in pairs(v) do
     if type(k) ~= "string" or (type(val) ~= "string" and type(val) ~= "number") then
-      raise(str_format("%s: bad header in '%s' (string names and string values expected)", fname, what), 4)
+      raise(str_format("%s: bad header in '%s' (string names and string values expected)", fname, what))
     end
     out[#out + 1] = k .. ": " .. val .. "\r\n"
   end
@@ -287,24 +286,24 @@ end
 
 local function set_field(fname, o, name, kind, v, anchor)
   local ok, err = pcall(function() return o[name] end)
-  if not ok then raise(str_format("%s: option '%s' is not supported by this libwsserver", fname, name), 5) end
+  if not ok then raise(str_format("%s: option '%s' is not supported by this libwsserver", fname, name)) end
   if kind == "u32" or kind == "u64" or kind == "ms" then
     if kind == "ms" and (v == false or v == NO_TIMEOUT) then
       o[name] = NO_TIMEOUT
       return
     end
     if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= MAX_INT or (kind ~= "u64" and v >= NO_TIMEOUT) then
-      raise(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)), 5)
+      raise(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)))
     end
     o[name] = v
   elseif kind == "bool" then
     if type(v) ~= "boolean" then
-      raise(str_format("%s: bad option '%s' (boolean expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (boolean expected, got %s)", fname, name, typeof(v)))
     end
     o[name] = v
   elseif kind == "str" then
     if type(v) ~= "string" then
-      raise(str_format("%s: bad option '%s' (string expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (string expected, got %s)", fname, name, typeof(v)))
     end
     anchor[#anchor + 1] = v
     o[name] = v
@@ -312,12 +311,12 @@ local function set_field(fname, o, name, kind, v, anchor)
     if type(v) == "table" then
       for i = 1, #v do
         if type(v[i]) ~= "string" then
-          raise(str_format("%s: bad option '%s' (list of strings expected)", fname, name), 5)
+          raise(str_format("%s: bad option '%s' (list of strings expected)", fname, name))
         end
       end
       v = tconcat(v, ",")
     elseif type(v) ~= "string" then
-      raise(str_format("%s: bad option '%s' (string or list of strings expected, got %s)", fname, name, typeof(v)), 5)
+      raise(str_format("%s: bad option '%s' (string or list of strings expected, got %s)", fname, name, typeof(v)))
     end
     anchor[#anchor + 1] = v
     o[name] = v
@@ -338,19 +337,19 @@ local function build_opts(fname, opts, ctype, fields, tls_map)
   for k, v in pairs(opts) do
     if HANDLERS[k] then
       if type(v) ~= "function" and not (k == "http" and getmetatable(v) == Router) then
-        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
+        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)))
       end
       handlers = handlers or {}
       handlers[k] = v
     elseif k == "tls" then
       if type(v) ~= "table" then
-        raise(str_format("%s: bad option 'tls' (table expected, got %s)", fname, typeof(v)), 4)
+        raise(str_format("%s: bad option 'tls' (table expected, got %s)", fname, typeof(v)))
       end
     elseif fields[k] then
       o = o or ffi_new(ctype)
       set_field(fname, o, k, fields[k], v, anchor)
     else
-      raise(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option '%s'", fname, tostring(k)))
     end
   end
   local tls = opts.tls
@@ -369,18 +368,18 @@ local function listen_tls(fname, o, t, anchor)
     elseif k == "ca" or k == "client_ca" then set_field(fname, o, "tls_client_ca", "str", v, anchor)
     elseif k == "verify" then
       if v ~= true and v ~= "optional" and v ~= "required" then
-        raise(fname .. ": bad option 'tls.verify' (true, \"required\" or \"optional\" expected)", 4)
+        raise(fname .. ": bad option 'tls.verify' (true, \"required\" or \"optional\" expected)")
       end
       o.tls_client_cert_optional = (v == "optional")
     elseif k == "handshake_timeout_ms" then set_field(fname, o, "tls_handshake_timeout_ms", "ms", v, anchor)
     elseif k == "sni" then
-      if type(v) ~= "table" then raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4) end
+      if type(v) ~= "table" then raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)") end
       local n = #v
       local arr = ffi_new("wss_tls_cert[?]", n > 0 and n or 1)
       for i = 1, n do
         local e = v[i]
         if type(e) ~= "table" or type(e.cert) ~= "string" or type(e.key) ~= "string" then
-          raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)", 4)
+          raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)")
         end
         anchor[#anchor + 1] = e.cert
         anchor[#anchor + 1] = e.key
@@ -391,7 +390,7 @@ local function listen_tls(fname, o, t, anchor)
       o.tls_sni = arr
       o.tls_sni_count = n
     else
-      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)))
     end
   end
 end
@@ -403,10 +402,10 @@ local function connect_tls(fname, o, t, anchor)
     elseif k == "key" then set_field(fname, o, "tls_key", "str", v, anchor)
     elseif k == "server_name" then set_field(fname, o, "tls_server_name", "str", v, anchor)
     elseif k == "verify" then
-      if type(v) ~= "boolean" then raise(fname .. ": bad option 'tls.verify' (boolean expected)", 4) end
+      if type(v) ~= "boolean" then raise(fname .. ": bad option 'tls.verify' (boolean expected)") end
       o.tls_insecure_skip_verify = not v
     else
-      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)), 4)
+      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)))
     end
   end
 end
@@ -422,19 +421,19 @@ function lm.new(opts)
     for k, v in pairs(opts) do
       if HANDLERS[k] then
         if type(v) ~= "function" and not (k == "http" and getmetatable(v) == Router) then
-          raise(str_format("new: bad handler '%s' (function expected, got %s)", k, typeof(v)), 2)
+          raise(str_format("new: bad handler '%s' (function expected, got %s)", k, typeof(v)))
         end
         handlers = handlers or {}
         handlers[k] = v
       elseif k == "max_connections" then
         if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= NO_TIMEOUT then
-          raise("new: bad option 'max_connections' (non-negative integer expected)", 2)
+          raise("new: bad option 'max_connections' (non-negative integer expected)")
         end
         o = ffi_new("wss_mgr_opts")
         o.struct_size = ffi_sizeof("wss_mgr_opts")
         o.max_connections = v
       else
-        raise(str_format("new: unknown option '%s'", tostring(k)), 2)
+        raise(str_format("new: unknown option '%s'", tostring(k)))
       end
     end
   end
@@ -482,7 +481,7 @@ end
 function Manager:on(name, fn)
   check_mgr(self, "on")
   if not HANDLERS[name] then
-    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
+    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)))
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -591,7 +590,7 @@ local function get_cjson(fname)
     local ok, mod = pcall(require, "cjson")
     cjson = ok and mod or false
   end
-  if not cjson then raise(fname .. ": lua-cjson is not installed", 3) end
+  if not cjson then raise(fname .. ": lua-cjson is not installed") end
   return cjson
 end
 
@@ -623,11 +622,11 @@ end
 
 local function check_res(res, fname)
   if getmetatable(res) ~= Response then
-    raise(str_format("%s: bad argument 'res' (response expected, got %s)", fname, typeof(res)), 3)
+    raise(str_format("%s: bad argument 'res' (response expected, got %s)", fname, typeof(res)))
   end
   local p = res._m._p
-  if p == nil then raise(fname .. ": the manager is closed", 3) end
-  if res.done then raise(fname .. ": the response was already sent", 3) end
+  if p == nil then raise(fname .. ": the manager is closed") end
+  if res.done then raise(fname .. ": the response was already sent") end
   return p
 end
 
@@ -635,9 +634,9 @@ end
 function Response:status(code)
   check_res(self, "status")
   if type(code) ~= "number" or code ~= floor(code) or code < 100 or code > 599 then
-    raise("status: bad argument 'code' (integer 100-599 expected, got " .. tostring(code) .. ")", 2)
+    raise("status: bad argument 'code' (integer 100-599 expected, got " .. tostring(code) .. ")")
   end
-  if self._chunked then raise("status: the response has started", 2) end
+  if self._chunked then raise("status: the response has started") end
   self._status = code
   return self
 end
@@ -647,14 +646,14 @@ local function set_header(res, fname, name, value, append)
   if value ~= nil and type(value) ~= "string" and type(value) ~= "number" then
     argerr(fname, "value", "string", value)
   end
-  if res._chunked then raise(fname .. ": the response has started", 3) end
+  if res._chunked then raise(fname .. ": the response has started") end
   -- The library checks each header line, but a CR LF inside a value would make two
   -- valid lines: refuse it here (header injection).
   if not str_find(name, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    raise(str_format("%s: bad header name %q", fname, name), 3)
+    raise(str_format("%s: bad header name %q", fname, name))
   end
   if value ~= nil and str_find(tostring(value), "[%z\r\n]") then
-    raise(str_format("%s: bad value for header %q (CR, LF or NUL)", fname, name), 3)
+    raise(str_format("%s: bad value for header %q (CR, LF or NUL)", fname, name))
   end
   local h = res._hdrs
   if not h then h = {}; res._hdrs = h end
@@ -726,7 +725,7 @@ local function header_block(res, default_ctype)
 end
 
 local function do_reply(res, p, body, ctype, fname)
-  if res._chunked then raise(fname .. ": the response has started (use write/finish)", 3) end
+  if res._chunked then raise(fname .. ": the response has started (use write/finish)") end
   local hdr = header_block(res, ctype)
   local r = C.wss_http_reply(p, res._id, res._status, hdr, body, #body)
   if r == R_OK then
@@ -765,7 +764,7 @@ function Response:json(value)
   local p = check_res(self, "json")
   local j = get_cjson("json")
   local ok, body = pcall(j.encode, value)
-  if not ok then raise("json: cannot encode the value: " .. tostring(body), 2) end
+  if not ok then raise("json: cannot encode the value: " .. tostring(body)) end
   return do_reply(self, p, body, "application/json", "json")
 end
 
@@ -787,7 +786,7 @@ local function serve_opts(fname, opts, root)
     if type(opts) ~= "table" then argerr(fname, "opts", "table", opts) end
     for k, v in pairs(opts) do
       if k == "index" then
-        if type(v) ~= "string" then raise(fname .. ": bad option 'index' (string expected)", 4) end
+        if type(v) ~= "string" then raise(fname .. ": bad option 'index' (string expected)") end
         o.index_file = v; anchor[#anchor + 1] = v
       elseif k == "headers" then
         v = header_lines(fname, "headers", v)
@@ -798,14 +797,14 @@ local function serve_opts(fname, opts, root)
           for ext, ct in pairs(v) do parts[#parts + 1] = tostring(ext) .. "=" .. tostring(ct) end
           v = tconcat(parts, ",")
         elseif type(v) ~= "string" then
-          raise(fname .. ": bad option 'mime_types' (string or table expected)", 4)
+          raise(fname .. ": bad option 'mime_types' (string or table expected)")
         end
         o.mime_types = v; anchor[#anchor + 1] = v
       elseif k == "prefix" then
-        if type(v) ~= "string" then raise(fname .. ": bad option 'prefix' (string expected)", 4) end
+        if type(v) ~= "string" then raise(fname .. ": bad option 'prefix' (string expected)") end
         if v ~= "" and v ~= "/" then o.url_prefix = v; anchor[#anchor + 1] = v end
       else
-        raise(str_format("%s: unknown option '%s'", fname, tostring(k)), 4)
+        raise(str_format("%s: unknown option '%s'", fname, tostring(k)))
       end
     end
   end
@@ -816,7 +815,7 @@ end
 function Response:file(path, opts)
   local p = check_res(self, "file")
   if type(path) ~= "string" then argerr("file", "path", "string", path) end
-  if self._chunked then raise("file: the response has started", 2) end
+  if self._chunked then raise("file: the response has started") end
   local o, anchor = serve_opts("file", opts, nil)
   self._anchor = anchor
   local r = C.wss_http_serve_file(p, self._id, path, o)
@@ -830,7 +829,7 @@ end
 function Response:dir(root, opts)
   local p = check_res(self, "dir")
   if type(root) ~= "string" then argerr("dir", "root", "string", root) end
-  if self._chunked then raise("dir: the response has started", 2) end
+  if self._chunked then raise("dir: the response has started") end
   local o, anchor = serve_opts("dir", opts, root)
   self._anchor = anchor
   local r = C.wss_http_serve_dir(p, self._id, o)
@@ -882,7 +881,7 @@ local function add_handlers(fname, c, t)
   for k, v in pairs(t) do
     if HANDLERS[k] then
       if type(v) ~= "function" then
-        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)), 4)
+        raise(str_format("%s: bad handler '%s' (function expected, got %s)", fname, k, typeof(v)))
       end
       if not own then
         if not c._own_h then
@@ -900,15 +899,15 @@ end
 --- the connection (ws_open, ws_message, ws_close...). Returns the connection or fail.
 function Response:upgrade(opts)
   local p = check_res(self, "upgrade")
-  if not HAS_WS then raise("upgrade: this libwsserver has no WebSocket API", 2) end
-  if self._chunked then raise("upgrade: the response has started", 2) end
+  if not HAS_WS then raise("upgrade: this libwsserver has no WebSocket API") end
+  if self._chunked then raise("upgrade: the response has started") end
   local o, anchor
   if opts ~= nil then
     if type(opts) ~= "table" then argerr("upgrade", "opts", "table", opts) end
     anchor = {}
     for k, v in pairs(opts) do
       if k == "protocol" then
-        if type(v) ~= "string" then raise("upgrade: bad option 'protocol' (string expected)", 2) end
+        if type(v) ~= "string" then raise("upgrade: bad option 'protocol' (string expected)") end
         o = o or ffi_new("wss_upgrade_opts")
         o.protocol = v; anchor[#anchor + 1] = v
       elseif k == "headers" then
@@ -916,7 +915,7 @@ function Response:upgrade(opts)
         o = o or ffi_new("wss_upgrade_opts")
         o.extra_headers = v; anchor[#anchor + 1] = v
       elseif not HANDLERS[k] then
-        raise(str_format("upgrade: unknown option '%s'", tostring(k)), 2)
+        raise(str_format("upgrade: unknown option '%s'", tostring(k)))
       end
     end
     if o then o.struct_size = ffi_sizeof("wss_upgrade_opts") end
@@ -1258,7 +1257,7 @@ end
 function Conn:on(name, fn)
   check_conn(self, "on")
   if not HANDLERS[name] then
-    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)), 2)
+    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)))
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -1284,15 +1283,15 @@ function Conn:send(data, kind)
       op = WS_KINDS[kind]
       if not op then argerr("send", "kind", "\"text\" or \"binary\"", kind) end
     end
-    if not HAS_WS then raise("send: this libwsserver has no WebSocket API", 2) end
+    if not HAS_WS then raise("send: this libwsserver has no WebSocket API") end
     r = C.wss_ws_send(p, self.id, data, #data, op)
   elseif k == "tcp" or (k == "listener" and self.scheme == "udp") then
-    if kind ~= nil then raise("send: a message kind applies only to WebSocket connections; " .. describe(self) .. " is not one", 2) end
+    if kind ~= nil then raise("send: a message kind applies only to WebSocket connections; " .. describe(self) .. " is not one") end
     r = C.wss_conn_send(p, self.id, data, #data)
   elseif k == "listener" then
-    raise("send: cannot send on " .. describe(self) .. " (use broadcast)", 2)
+    raise("send: cannot send on " .. describe(self) .. " (use broadcast)")
   else
-    raise("send: " .. describe(self) .. " is not a WebSocket or tcp connection (answer HTTP requests with res)", 2)
+    raise("send: " .. describe(self) .. " is not a WebSocket or tcp connection (answer HTTP requests with res)")
   end
   if r == R_OK then return true end
   return fail(m, r)
@@ -1307,7 +1306,7 @@ function Conn:send_fragment(data, kind, fin)
   local op
   if self._frag then
     if kind ~= nil and kind ~= self._frag then
-      raise("send_fragment: a " .. self._frag .. " message is under way; finish it first", 2)
+      raise("send_fragment: a " .. self._frag .. " message is under way; finish it first")
     end
     op = OP_CONTINUATION
   else
@@ -1341,7 +1340,7 @@ function Conn:pong(data) return control(self, "pong", OP_PONG, data) end
 --- Sends `data` to every open WebSocket connection of this listener; returns how many.
 function Conn:broadcast(data, kind)
   local p, m = check_conn(self, "broadcast")
-  if self.kind ~= "listener" then raise("broadcast: " .. describe(self) .. " is not a listener", 2) end
+  if self.kind ~= "listener" then raise("broadcast: " .. describe(self) .. " is not a listener") end
   if type(data) ~= "string" then argerr("broadcast", "data", "string", data) end
   local op = OP_TEXT
   if kind ~= nil then
@@ -1350,9 +1349,9 @@ function Conn:broadcast(data, kind)
   end
   local s = self.scheme
   if s ~= "http" and s ~= "https" and s ~= "ws" and s ~= "wss" then
-    raise("broadcast: " .. describe(self) .. " does not accept WebSocket connections", 2)
+    raise("broadcast: " .. describe(self) .. " does not accept WebSocket connections")
   end
-  if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API", 2) end
+  if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API") end
   local r = C.wss_ws_broadcast(p, self.id, data, #data, op, size_out)
   if r ~= R_OK then return fail(m, r) end
   return tonumber(size_out[0])
@@ -1376,7 +1375,7 @@ end
 --- Sends a datagram from a udp listener to `addr` ("ip:port").
 function Conn:send_to(addr, data)
   local p, m = check_conn(self, "send_to")
-  if self.kind ~= "listener" or self.scheme ~= "udp" then raise("send_to: " .. describe(self) .. " is not a udp listener", 2) end
+  if self.kind ~= "listener" or self.scheme ~= "udp" then raise("send_to: " .. describe(self) .. " is not a udp listener") end
   if type(addr) ~= "string" then argerr("send_to", "addr", "string", addr) end
   if type(data) ~= "string" then argerr("send_to", "data", "string", data) end
   local r = C.wss_udp_send_to(p, self.id, addr, data, #data)
@@ -1402,7 +1401,7 @@ function Conn:close(code, reason)
     if r == R_INVALID_STATE or r == R_WRONG_KIND then r = C.wss_conn_close(p, self.id, true) end
   else
     if code ~= nil or reason ~= nil then
-      raise("close: a close code and reason apply only to WebSocket connections; " .. describe(self) .. " is not one", 2)
+      raise("close: a close code and reason apply only to WebSocket connections; " .. describe(self) .. " is not one")
     end
     r = C.wss_conn_close(p, self.id, true)
   end
@@ -1437,7 +1436,7 @@ function Conn:local_address() return address(self, "local_address", C.wss_conn_l
 --- The port a listener is bound to.
 function Conn:port()
   local p, m = check_conn(self, "port")
-  if self.kind ~= "listener" then raise("port: " .. describe(self) .. " is not a listener", 2) end
+  if self.kind ~= "listener" then raise("port: " .. describe(self) .. " is not a listener") end
   local r = C.wss_listener_port(p, self.id, port_out)
   if r ~= R_OK then return fail(m, r) end
   return port_out[0]
@@ -1478,12 +1477,12 @@ function Manager:attach(uv, opts)
   if uv == nil then uv = require("luv") end
   if type(uv) ~= "table" or type(uv.new_poll) ~= "function" then argerr("attach", "uv", "luv module", uv) end
   if opts ~= nil and type(opts) ~= "table" then argerr("attach", "opts", "table", opts) end
-  if self._attached then raise("attach: the manager is already attached (detach it first)", 2) end
+  if self._attached then raise("attach: the manager is already attached (detach it first)") end
   local mode = opts and opts.mode or "fd"
   local interval = opts and opts.interval or 10
   if opts then
     for k in pairs(opts) do
-      if k ~= "mode" and k ~= "interval" then raise(str_format("attach: unknown option '%s'", tostring(k)), 2) end
+      if k ~= "mode" and k ~= "interval" then raise(str_format("attach: unknown option '%s'", tostring(k))) end
     end
   end
   local a = setmetatable({ mgr = self, mode = mode, _uv = uv }, Attachment)
@@ -1503,7 +1502,7 @@ function Manager:attach(uv, opts)
       end
     end)
   elseif mode == "timer" then
-    if type(interval) ~= "number" or interval < 1 then raise("attach: bad option 'interval' (number >= 1 expected)", 2) end
+    if type(interval) ~= "number" or interval < 1 then raise("attach: bad option 'interval' (number >= 1 expected)") end
     local h = uv.new_timer()
     a._handle = h
     h:start(0, interval, function() if mgr._p then mgr:poll(0) end end)
@@ -1512,7 +1511,7 @@ function Manager:attach(uv, opts)
     a._handle = h
     h:start(function() if mgr._p then mgr:poll(0) end end)
   else
-    raise("attach: bad option 'mode' (\"fd\", \"timer\" or \"idle\" expected)", 2)
+    raise("attach: bad option 'mode' (\"fd\", \"timer\" or \"idle\" expected)")
   end
   self._attached = a
   return a
@@ -1599,7 +1598,7 @@ end
 
 local function check_router(r, fname)
   if getmetatable(r) ~= Router then
-    raise(str_format("%s: bad argument 'app' (router expected, got %s)", fname, typeof(r)), 3)
+    raise(str_format("%s: bad argument 'app' (router expected, got %s)", fname, typeof(r)))
   end
 end
 
@@ -1607,11 +1606,11 @@ local function add_route(self, fname, method, path, ...)
   check_router(self, fname)
   local layer = compile(fname, path, false, 4)
   local n = select("#", ...)
-  if n == 0 then raise(fname .. ": no handler given", 3) end
+  if n == 0 then raise(fname .. ": no handler given") end
   for i = 1, n do
     local fn = select(i, ...)
     if type(fn) ~= "function" and getmetatable(fn) ~= Router then
-      raise(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)), 3)
+      raise(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)))
     end
     self._stack[#self._stack + 1] = { method = method, pattern = layer.pattern, keys = layer.keys, fn = fn }
   end
@@ -1646,7 +1645,7 @@ function Router:ws(path, handlers)
   if type(handlers) ~= "table" then argerr("ws", "handlers", "table", handlers) end
   for k, v in pairs(handlers) do
     if not HANDLERS[k] and k ~= "protocol" and k ~= "headers" then
-      raise(str_format("ws: unknown handler or option '%s'", tostring(k)), 2)
+      raise(str_format("ws: unknown handler or option '%s'", tostring(k)))
     end
   end
   local layer = compile("ws", path, false, 3)
@@ -1791,7 +1790,7 @@ Router.__call = function(self, req, res) return self:handle(req, res) end
 
 local function check_str(fname, what, s)
   if type(s) ~= "string" then
-    raise(str_format("%s: bad argument '%s' (string expected, got %s)", fname, what, typeof(s)), 3)
+    raise(str_format("%s: bad argument '%s' (string expected, got %s)", fname, what, typeof(s)))
   end
 end
 
@@ -1896,7 +1895,7 @@ for name, classes in pairs(seen) do
           if mt == classes[i] then return classes[i][name](obj, ...) end
         end
         raise(str_format("%s: bad argument #1 (manager, connection, timer or attachment expected, got %s)",
-                         name, typeof(obj)), 2)
+                         name, typeof(obj)))
       end
     end
   end
