@@ -3,6 +3,7 @@
 local H = require("helpers")
 local lm = H.lm
 local cjson = require("cjson")
+local _ -- the ignored values of multiple assignments below
 
 describe("router", function()
   local mgr, port, app, log
