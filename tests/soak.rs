@@ -13,7 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn proc_status(pid: u32, key: &str) -> u64 {
@@ -25,7 +28,9 @@ fn proc_status(pid: u32, key: &str) -> u64 {
 }
 
 fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 struct Client {
@@ -60,20 +65,36 @@ fn memory_and_descriptors_stay_flat() {
     let conns = env_or("SOAK_CONNS", 1000) as usize;
     let size = env_or("SOAK_SIZE", 64) as usize;
     let bin = concat!(env!("CARGO_MANIFEST_DIR"), "/build/examples/ws_echo");
-    assert!(std::path::Path::new(bin).exists(), "run `make` first: {bin} is missing");
+    assert!(
+        std::path::Path::new(bin).exists(),
+        "run `make` first: {bin} is missing"
+    );
     // Each side holds `conns` sockets: raise the soft limit (the child inherits it).
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) };
     lim.rlim_cur = lim.rlim_max;
     unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) };
-    assert!(lim.rlim_cur as usize > conns + 100, "descriptor limit {} too low for {conns} connections", lim.rlim_cur);
+    assert!(
+        lim.rlim_cur as usize > conns + 100,
+        "descriptor limit {} too low for {conns} connections",
+        lim.rlim_cur
+    );
 
-    let mut server = Command::new(bin).arg("0").stdout(Stdio::piped()).spawn().unwrap();
+    let mut server = Command::new(bin)
+        .arg("0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = server.id();
     let mut line = String::new();
     {
         use std::io::BufRead;
-        std::io::BufReader::new(server.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        std::io::BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
     }
     let port: u16 = line.trim().rsplit(':').next().unwrap().parse().unwrap();
     let result = std::panic::catch_unwind(|| run(port, pid, conns, size, secs));
@@ -94,8 +115,17 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
         (&std_sock).write_all(request).unwrap();
         std_sock.set_nonblocking(true).unwrap();
         let mut sock = TcpStream::from_std(std_sock);
-        poll.registry().register(&mut sock, Token(i), Interest::READABLE).unwrap();
-        clients.push(Client { sock, inbox: Vec::new(), upgraded: false, waiting: 0, seq: 0, messages: 0 });
+        poll.registry()
+            .register(&mut sock, Token(i), Interest::READABLE)
+            .unwrap();
+        clients.push(Client {
+            sock,
+            inbox: Vec::new(),
+            upgraded: false,
+            waiting: 0,
+            seq: 0,
+            messages: 0,
+        });
     }
     let start = Instant::now();
     let warm = Duration::from_secs((secs / 5).max(5));
@@ -105,7 +135,8 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
     let mut next_sample = start;
     let mut total = 0u64;
     while start.elapsed() < Duration::from_secs(secs) {
-        poll.poll(&mut events, Some(Duration::from_millis(100))).unwrap();
+        poll.poll(&mut events, Some(Duration::from_millis(100)))
+            .unwrap();
         for ev in events.iter() {
             let c = &mut clients[ev.token().0];
             loop {
@@ -117,8 +148,14 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
                 }
             }
             if !c.upgraded {
-                let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
-                assert!(c.inbox.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&c.inbox));
+                let Some(end) = c.inbox.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                assert!(
+                    c.inbox.starts_with(b"HTTP/1.1 101"),
+                    "{}",
+                    String::from_utf8_lossy(&c.inbox)
+                );
                 c.inbox.drain(..end + 4);
                 c.upgraded = true;
             }
@@ -128,7 +165,9 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
                     break;
                 }
                 let (len, h) = match c.inbox[1] {
-                    126 if c.inbox.len() >= 4 => (usize::from(u16::from_be_bytes([c.inbox[2], c.inbox[3]])), 4),
+                    126 if c.inbox.len() >= 4 => {
+                        (usize::from(u16::from_be_bytes([c.inbox[2], c.inbox[3]])), 4)
+                    }
                     126 => break,
                     n => (usize::from(n), 2),
                 };
@@ -151,10 +190,17 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
         }
         if Instant::now() >= next_sample {
             next_sample += Duration::from_secs(2);
-            samples.push((start.elapsed().as_secs_f64(), proc_status(pid, "VmRSS:"), fd_count(pid)));
+            samples.push((
+                start.elapsed().as_secs_f64(),
+                proc_status(pid, "VmRSS:"),
+                fd_count(pid),
+            ));
         }
     }
-    let after: Vec<_> = samples.iter().filter(|s| s.0 >= warm.as_secs_f64()).collect();
+    let after: Vec<_> = samples
+        .iter()
+        .filter(|s| s.0 >= warm.as_secs_f64())
+        .collect();
     let base = after.first().expect("samples after warm-up");
     let max_rss = after.iter().map(|s| s.1).max().unwrap();
     let fds: Vec<usize> = after.iter().map(|s| s.2).collect();
@@ -165,8 +211,19 @@ fn run(port: u16, pid: u32, conns: usize, size: usize, secs: u64) {
         max_rss,
         (fds.iter().min(), fds.iter().max())
     );
-    assert!(clients.iter().all(|c| c.messages > 0), "every connection exchanged messages");
+    assert!(
+        clients.iter().all(|c| c.messages > 0),
+        "every connection exchanged messages"
+    );
     // Allocator noise is allowed; growth with time is not.
-    assert!(max_rss <= base.1 + base.1 / 10 + 2048, "server RSS grew from {} to {} KiB", base.1, max_rss);
-    assert!(fds.iter().all(|&f| f == fds[0]), "server descriptors changed: {fds:?}");
+    assert!(
+        max_rss <= base.1 + base.1 / 10 + 2048,
+        "server RSS grew from {} to {} KiB",
+        base.1,
+        max_rss
+    );
+    assert!(
+        fds.iter().all(|&f| f == fds[0]),
+        "server descriptors changed: {fds:?}"
+    );
 }

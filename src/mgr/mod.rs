@@ -369,6 +369,9 @@ impl Manager {
                 self.core.send(c, &[data])
             }
             Some(Entry::Listener(l)) => {
+                if !matches!(l.socket, Some(ListenSocket::Udp(_))) {
+                    return Err(Error::WrongKind("a tcp listener: send on its connections"));
+                }
                 let peer = l.last_peer.ok_or_else(|| {
                     Error::InvalidState("no datagram received yet: no peer to answer".into())
                 })?;
@@ -928,12 +931,12 @@ impl Manager {
                     self.ws_send(conn, &data, opcode)
                 };
                 if let Err(e) = r {
-                    if !matches!(e, Error::NotFound(_) | Error::Closed(_)) {
-                        let mut ev = Event::new(EventKind::Error, conn)
-                            .with_data(Payload::from(format!("thread-safe send: {e}")));
-                        ev.code = code::IO;
-                        self.core.push(ev);
-                    }
+                    // The sending thread got OK when it queued: its failure is an event
+                    // here, even for a connection that is gone by now.
+                    let mut ev = Event::new(EventKind::Error, conn)
+                        .with_data(Payload::from(format!("thread-safe send: {e}")));
+                    ev.code = crate::ffi::result::wss_result::from(&e) as i32;
+                    self.core.push(ev);
                 }
             }
         });
@@ -1125,6 +1128,8 @@ fn on_eof(core: &mut Core, c: &mut Conn) {
             }
             core.close_now(c, true, None);
         }
+        // We had started closing (flushing or lingering): the peer only answered.
+        State::Closing | State::Lingering(_) => core.close_now(c, false, None),
         _ => core.close_now(c, true, None),
     }
 }
