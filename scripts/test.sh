@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test suite. Called by `make test` (and so by .ci/run).
+# Suites, in order: lint (fmt, clippy), rust (unit + integration tests over loopback),
+# build (release library + C examples), symbols (wss_ prefix), c (C API test, also under
+# valgrind), install (pkg-config build against a temporary prefix), lua (busted, under
+# valgrind, headless Chromium, docs coverage, rockspec), autobahn (when ../shared/autobahn
+# exists), soak (60 s), asan (C test and busted against an AddressSanitizer build), fuzz
+# (every target for FUZZ_SECS, default 30).
 # Each suite prints a count line ("N passed, M failed" or cargo's "test result:");
 # the script ends with one line per suite and exits non-zero if any failed.
 set -uo pipefail
@@ -86,12 +92,21 @@ suite_install() {
   [ "$f" = 0 ]
 }
 
+suite_soak() {
+  SOAK_SECS="${SOAK_SECS:-60}" cargo test --locked --release --test soak -- --ignored --nocapture
+}
+
 run lint suite_lint
 run rust suite_rust
 run build suite_build
 run symbols suite_symbols
 run c suite_c
 run install suite_install
+run lua scripts/test-lua.sh
+run autobahn scripts/autobahn.sh
+run soak suite_soak
+run asan scripts/asan.sh
+run fuzz scripts/fuzz.sh "${FUZZ_SECS:-30}"
 
 echo
 echo "=== summary"
