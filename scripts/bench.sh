@@ -3,6 +3,7 @@
 #
 #   scripts/bench.sh [--quick] [--runs N] [--duration SEC] [--warmup SEC] [--text]
 #                    [--idle-conns N] [--idle-cpu-secs SEC] [--servers a,b,...] [--out DIR]
+#                    [--server-cpu N] [--loadgen-cpus LIST] [--loadgen-threads N]
 #
 # Builds this library and the load generator, installs the peers from the registries
 # (first run installs; later runs reuse), then measures side by side, server pinned to
@@ -33,7 +34,10 @@ IDLE_CONNS=10000
 IDLE_CPU_SECS=10
 SERVERS=""
 OUTBASE=$BENCH/results
-usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+SRV_CPU=0      # the CPU the server under test is pinned to
+LG_CPUS=1      # the CPUs of the load generator (and wrk)
+LG_THREADS=1   # load generator and wrk threads (more only with more CPUs in LG_CPUS)
+usage() { sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
@@ -45,6 +49,9 @@ while [ $# -gt 0 ]; do
     --idle-cpu-secs) IDLE_CPU_SECS=$2; shift ;;
     --servers) SERVERS=$2; shift ;;
     --out) OUTBASE=$2; shift ;;
+    --server-cpu) SRV_CPU=$2; shift ;;
+    --loadgen-cpus) LG_CPUS=$2; shift ;;
+    --loadgen-threads) LG_THREADS=$2; shift ;;
     -h|--help) usage ;;
     *) echo "bench: unknown option $1" >&2; usage ;;
   esac
@@ -125,6 +132,8 @@ start_server() {
 # CPU seconds (utime+stime) of a process
 TCK=$(getconf CLK_TCK)
 cpu_of() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk -v t="$TCK" '{printf "%.3f", ($12+$13)/t}'; }
+# CPU seconds on the CPU of all a process's threads, in nanoseconds' resolution (schedstat)
+cpu_ns_of() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s+=$1} END{printf "%.6f", s/1e9}'; }
 
 # ---------------------------------------------------------------------------------------
 # Build and install (first run installs; later runs reuse).
@@ -255,6 +264,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
     "$STAMP" "$CMDLINE" "$CPU_MODEL" "$(nproc)" "$(uname -r)" "$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo)"
   printf '"loadavg_start":"%s","runs":%s,"duration_s":%s,"warmup_s":%s,"quick":%s,"text":%s,' \
     "$(cut -d' ' -f1-3 /proc/loadavg)" "$RUNS" "$DURATION" "$WARMUP" "$QUICK" "$TEXT"
+  printf '"server_cpu":"%s","loadgen_cpus":"%s","loadgen_threads":%s,' "$SRV_CPU" "$LG_CPUS" "$LG_THREADS"
   printf '"nofile":%s,"idle_conns":%s,"idle_cpu_secs":%s,"git":"%s",' "$NOFILE" "$IDLE_CONNS" "$IDLE_CPU_SECS" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(modified)')"
   printf '"versions":{"node":"%s","bun":"%s","ws":"%s","python":"%s","websockets":"%s","picows":"%s","luajit":"%s","wrk":"%s"}}\n' \
@@ -292,7 +302,7 @@ declare -A EPORT EPID
 for k in "${ECHO_KEYS[@]}"; do
   [ -n "${NA[$k]:-}" ] && continue
   # shellcheck disable=SC2086
-  if start_server "echo-$k" 0 ${CMD[$k]}; then EPORT[$k]=$SPORT; EPID[$k]=$SPID
+  if start_server "echo-$k" "$SRV_CPU" ${CMD[$k]}; then EPORT[$k]=$SPORT; EPID[$k]=$SPID
   else NA[$k]="n/a (did not start: see logs/echo-$k.err)"; printf 'echo:%s\t%s\n' "$k" "${NA[$k]}" >> "$STATUS"; fi
 done
 say "echo: ${#EPORT[@]} servers up; ${#CASES[@]} cases x $RUNS runs of ${DURATION}s (+${WARMUP}s warm-up)"
@@ -311,7 +321,8 @@ for run in $(seq "$RUNS"); do
       fi
       dflag=""; [ "$defl" = 1 ] && dflag="--deflate"
       [ "$k" = ceiling ] && dflag="--allow-masked"
-      out=$(timeout -k 2 "$LG_TIMEOUT" taskset -c 1 "$LOADGEN" echo --port "${EPORT[$k]}" --conns "$conns" \
+      out=$(timeout -k 2 "$LG_TIMEOUT" taskset -c "$LG_CPUS" "$LOADGEN" echo --port "${EPORT[$k]}" --conns "$conns" \
+        --threads "$LG_THREADS" \
         --size "$size" --depth "$depth" $dflag $TEXTFLAG --warmup "$WARMUP" --duration "$DURATION" \
         --pid "${EPID[$k]}" 2>> "$LOGS/loadgen.err")
       rc=$?
@@ -330,7 +341,7 @@ declare -A HPORT HPID
 for k in "${HTTP_KEYS[@]}"; do
   [ -n "${HNA[$k]:-}" ] && continue
   # shellcheck disable=SC2086
-  if start_server "http-$k" 0 ${HCMD[$k]}; then HPORT[$k]=$SPORT; HPID[$k]=$SPID
+  if start_server "http-$k" "$SRV_CPU" ${HCMD[$k]}; then HPORT[$k]=$SPORT; HPID[$k]=$SPID
   else HNA[$k]="n/a (did not start)"; printf 'http:%s\t%s\n' "$k" "${HNA[$k]}" >> "$STATUS"; fi
 done
 say "http: ${#HPORT[@]} servers up"
@@ -338,9 +349,9 @@ for run in $(seq "$RUNS"); do
   for k in "${HTTP_KEYS[@]}"; do
     [ -z "${HPORT[$k]:-}" ] && continue
     url="http://127.0.0.1:${HPORT[$k]}/"
-    taskset -c 1 wrk -t1 -c100 -d"${WARMUP}s" "$url" > /dev/null 2>&1
+    taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 -d"${WARMUP}s" "$url" > /dev/null 2>&1
     c0=$(cpu_of "${HPID[$k]}")
-    wout=$(timeout -k 2 "$LG_TIMEOUT" /usr/bin/time -f 'WRKCPU %U %S %e' taskset -c 1 wrk -t1 -c100 \
+    wout=$(timeout -k 2 "$LG_TIMEOUT" /usr/bin/time -f 'WRKCPU %U %S %e' taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 \
       -d"${DURATION}s" --latency "$url" 2>&1)
     c1=$(cpu_of "${HPID[$k]}")
     rps=$(printf '%s\n' "$wout" | awk '/^Requests\/sec/{print $2}')
@@ -370,9 +381,9 @@ for k in "${ECHO_KEYS[@]}"; do
   [ -n "${NA[$k]:-}" ] && continue
   [ "$k" = ceiling ] && continue
   # shellcheck disable=SC2086
-  start_server "idle-$k" 0 ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" 1 "" "did not start"; continue; }
+  start_server "idle-$k" "$SRV_CPU" ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" 1 "" "did not start"; continue; }
   sleep 0.5
-  out=$(timeout -k 2 120 taskset -c 1 "$LOADGEN" idle --port "$SPORT" --conns "$IDLE_CONNS" --pid "$SPID" \
+  out=$(timeout -k 2 120 taskset -c "$LG_CPUS" "$LOADGEN" idle --port "$SPORT" --conns "$IDLE_CONNS" --pid "$SPID" \
     --hold 1 --timeout 60 2>> "$LOGS/loadgen.err")
   rc=$?
   line=$(printf '%s\n' "$out" | grep '^{' | tail -1)
@@ -389,21 +400,21 @@ done
 # reference.
 idle_cpu() { # key label cmd...
   local k=$1 label=$2; shift 2
-  start_server "idlecpu-$k" 0 "$@" || { record idlecpu "$k" "100 idle" 1 "" "did not start"; return; }
+  start_server "idlecpu-$k" "$SRV_CPU" "$@" || { record idlecpu "$k" "100 idle" 1 "" "did not start"; return; }
   local hold
   hold=$(awk -v s="$IDLE_CPU_SECS" 'BEGIN{print s+3}')
-  taskset -c 1 "$LOADGEN" idle --port "$SPORT" --conns 100 --pid "$SPID" --hold "$hold" --timeout 20 \
+  taskset -c "$LG_CPUS" "$LOADGEN" idle --port "$SPORT" --conns 100 --pid "$SPID" --hold "$hold" --timeout 20 \
     > "$LOGS/idlecpu-$k.json" 2>> "$LOGS/loadgen.err" &
   local lg=$!
   PIDS+=("$lg")
   sleep 2
   local c0 c1
-  c0=$(cpu_of "$SPID")
+  c0=$(cpu_ns_of "$SPID")
   sleep "$IDLE_CPU_SECS"
-  c1=$(cpu_of "$SPID")
+  c1=$(cpu_ns_of "$SPID")
   wait "$lg" 2>/dev/null
   local j
-  j=$(awk -v a="$c0" -v b="$c1" -v s="$IDLE_CPU_SECS" 'BEGIN{printf "{\"cpu_s\":%.3f,\"secs\":%s,\"cpu_pct\":%.3f}", b-a, s, (b-a)/s*100}')
+  j=$(awk -v a="$c0" -v b="$c1" -v s="$IDLE_CPU_SECS" 'BEGIN{printf "{\"cpu_s\":%.6f,\"secs\":%s,\"cpu_pct\":%.4f}", b-a, s, (b-a)/s*100}')
   record idlecpu "$k" "100 idle" 1 "$j" ""
   say "idle cpu $label: $j"
   stop_pid "$SPID"
