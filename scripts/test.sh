@@ -53,13 +53,16 @@ suite_symbols() {
 }
 
 suite_c() {
-  local out=build/tests
+  local out=build/tests t ok=0
   mkdir -p "$out"
-  cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/api_test" tests/c/api_test.c \
-     -Lbuild -lwsserver -Wl,-rpath,"$PWD/build" || return 1
-  "$out/api_test" || return 1
-  echo "--- under valgrind"
-  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$out/api_test"
+  for t in api_test misuse_test; do
+    cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/$t" "tests/c/$t.c" \
+       -Lbuild -lwsserver -lpthread -Wl,-rpath,"$PWD/build" || return 1
+    "$out/$t" || ok=1
+    echo "--- $t under valgrind"
+    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$out/$t" || ok=1
+  done
+  return $ok
 }
 
 suite_install() {
