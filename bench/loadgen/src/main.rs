@@ -824,9 +824,13 @@ impl Worker {
                     self.dscratch.reserve(self.dscratch.capacity().max(4096));
                 }
                 let before_in = d.d.total_in();
+                let before_out = self.dscratch.len();
                 d.d.decompress_vec(&input[pos..], &mut self.dscratch, FlushDecompress::Sync)
                     .map_err(|e| format!("inflate: {e}"))?;
                 pos += (d.d.total_in() - before_in) as usize;
+                if d.d.total_in() == before_in && self.dscratch.len() == before_out && pos < input.len() {
+                    return Err("inflate: no progress (truncated or corrupt compressed reply)".into());
+                }
                 if pos >= input.len() && self.dscratch.len() < self.dscratch.capacity() {
                     break;
                 }
