@@ -1061,8 +1061,8 @@ impl Loop {
             }
             if t0.elapsed() > limit {
                 panic!(
-                    "timed out waiting for {what}; log: {:?}",
-                    self.log.lock().unwrap()
+                    "timed out waiting for {what}; log:\n{}",
+                    summary(&self.log.lock().unwrap())
                 );
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -1079,10 +1079,29 @@ impl Loop {
             std::thread::sleep(Duration::from_millis(2));
         }
         panic!(
-            "timed out waiting for {what}; log: {:?}",
-            self.log.lock().unwrap()
+            "timed out waiting for {what}; log:\n{}",
+            summary(&self.log.lock().unwrap())
         );
     }
+}
+
+/// One line per event, payloads cut short.
+pub fn summary(log: &[Ev]) -> String {
+    log.iter()
+        .map(|e| {
+            format!(
+                "  kind={} flags={} conn={} parent={} code={} len={} data={:?}",
+                e.kind,
+                e.flags,
+                e.conn,
+                e.parent,
+                e.code,
+                e.data.len(),
+                String::from_utf8_lossy(&e.data[..e.data.len().min(60)])
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl Drop for Loop {
