@@ -15,17 +15,22 @@ import asyncio
 import sys
 
 from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
 
 
 async def handler(ws):
-    async for message in ws:
-        if message == "?extensions":
-            await ws.send(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
-        elif isinstance(message, str) and message.startswith("?close "):
-            await ws.close(int(message.split()[1]), "closing as asked")
-            return
-        else:
-            await ws.send(message)
+    try:
+        async for message in ws:
+            if message == "?extensions":
+                await ws.send(ws.response.headers.get("Sec-WebSocket-Extensions", ""))
+            elif isinstance(message, str) and message.startswith("?close "):
+                await ws.close(int(message.split()[1]), "closing as asked")
+                return
+            else:
+                await ws.send(message)
+    except ConnectionClosed:
+        # Closes with codes other than 1000/1001 end the loop with an exception.
+        pass
 
 
 async def main():
