@@ -822,16 +822,16 @@ fn close_events_peer_initiated_and_abnormal() {
 #[test]
 fn keepalive_pings_keep_an_answering_client_and_drop_a_silent_one() {
     let mut o = listen_opts();
-    o.ping_interval_ms = 100;
-    o.pong_timeout_ms = 300;
+    o.ping_interval_ms = 200;
+    o.pong_timeout_ms = 1000;
     let (lp, _, port) = echo_loop("ws://127.0.0.1:0", Some(o));
     let addr = format!("127.0.0.1:{port}");
     let t0 = Instant::now();
-    // The answering one, on its own thread: it answers every ping for 1.2 s.
+    // The answering one, on its own thread: it answers every ping for 2.5 s.
     let mut alive = Ws::connect(&addr);
     let answering = std::thread::spawn(move || {
         let mut pings = 0;
-        while t0.elapsed() < Duration::from_millis(1200) {
+        while t0.elapsed() < Duration::from_millis(2500) {
             let f = alive.recv();
             assert_eq!(f.opcode, OP_PING, "{f:?}");
             assert!(!f.masked && f.fin);
@@ -873,7 +873,7 @@ fn keepalive_pings_keep_an_answering_client_and_drop_a_silent_one() {
 #[test]
 fn idle_timeout_closes_a_silent_websocket() {
     let mut o = listen_opts();
-    o.idle_timeout_ms = 300;
+    o.idle_timeout_ms = 1000;
     let (lp, _, port) = echo_loop("ws://127.0.0.1:0", Some(o));
     let addr = format!("127.0.0.1:{port}");
     let mut idle = Ws::connect(&addr);
@@ -881,7 +881,7 @@ fn idle_timeout_closes_a_silent_websocket() {
     let t0 = Instant::now();
     // The busy one talks every 100 ms and stays.
     let mut n = 0;
-    while t0.elapsed() < Duration::from_millis(900) {
+    while t0.elapsed() < Duration::from_millis(2500) {
         busy.roundtrip(OP_TEXT, format!("tick {n}").as_bytes());
         n += 1;
         std::thread::sleep(Duration::from_millis(100));
@@ -893,12 +893,23 @@ fn idle_timeout_closes_a_silent_websocket() {
             Some(f) => assert_eq!(f.opcode, OP_CLOSE, "{f:?}"),
         }
     }
-    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(t0.elapsed() < Duration::from_secs(8));
     lp.wait_event("the timeout error", |e| {
         e.is(WSS_EV_ERROR) && e.code == WSS_RESULT_TIMEOUT as i32
     });
     busy.roundtrip(OP_TEXT, b"still here");
     busy.close_handshake(1000);
+}
+
+#[test]
+#[ignore = "bug (or doc): wss_listen_opts.ping_interval_ms says 'default: off', but the \
+            default config pings every 60 s (src/config.rs)"]
+fn default_keepalive_is_off_as_documented() {
+    // With default options the only deadline of an open WebSocket should be the idle
+    // timeout (120 s); a 60 s keepalive ping would make the next deadline ~60 s away.
+    let (lp, _c, _) = quiet_pair(None);
+    let next = lp.call(|ctx| unsafe { wsserver::ffi::mgr::wss_mgr_next_timeout_ms(ctx.mgr) });
+    assert!(next > 90_000, "next deadline in {next} ms");
 }
 
 // =============================================================================================
@@ -967,6 +978,20 @@ fn streaming_mode_delivers_fragments_with_first_and_fin() {
     );
     assert_eq!(msgs[2], vec![(FLAG_TEXT | FLAG_FIRST | FLAG_FIN, vec![])]);
     assert!(lp.events().iter().all(|e| !e.is(WSS_EV_WS_MSG)));
+}
+
+#[test]
+fn streaming_mode_still_limits_the_message_size() {
+    let mut o = listen_opts();
+    o.ws_stream = true;
+    o.max_message_bytes = 1000;
+    let (lp, mut c, conn) = quiet_pair(Some(o));
+    c.send_frame(false, 0, OP_BINARY, &pattern(600));
+    c.send_frame(true, 0, OP_CONT, &pattern(400));
+    stream_messages(&lp, conn, 1);
+    c.send_frame(false, 0, OP_BINARY, &pattern(600));
+    c.send_raw(&header(true, 0, OP_CONT, 401, Some([1, 2, 3, 4])));
+    c.expect_close(Some(1009));
 }
 
 #[test]

@@ -820,6 +820,20 @@ fn c9_default_limits_announce_a_huge_frame() {
     c.expect_close(Some(1009));
 }
 
+#[test]
+fn c9_default_message_limit_is_64_mib() {
+    // Four 16 MiB fragments reach the default limit exactly; one more byte announced
+    // in the next header is refused from that header.
+    let srv = server();
+    let mut c = ws(&srv);
+    let piece = pattern(16 << 20);
+    for i in 0..4 {
+        c.send_frame(false, 0, if i == 0 { OP_BINARY } else { OP_CONT }, &piece);
+    }
+    c.send_raw(&header(true, 0, OP_CONT, 1, Some([1, 2, 3, 4])));
+    c.expect_close(Some(1009));
+}
+
 /// Sends `bytes` from a thread while the caller reads (big transfers in both directions).
 fn send_in_background(c: &Ws, bytes: Vec<u8>) -> std::thread::JoinHandle<()> {
     let mut w = c.w.try_clone().unwrap();
