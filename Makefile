@@ -1,7 +1,7 @@
 # libwsserver — build, test, install.
 #
 #   make            the release library, the header, and every C example (build/examples/)
-#   make demo       all of the above, then the demo server
+#   make demo       all of the above, then the chat demo (examples/chat.lua) on 127.0.0.1:8000
 #   make test       every test suite (installs what it needs first)
 #   make install PREFIX=/usr/local
 #   make header     regenerate include/wsserver.h and lua/wsserver_cdefs.lua after changing src/ffi/
@@ -40,9 +40,11 @@ build/examples/%: examples/%.c include/wsserver.h lib
 	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -Lbuild -lwsserver -Wl,-rpath,'$$ORIGIN/..'
 
 demo: all
-	build/examples/http_hello $(DEMO_PORT)
+	@echo "chat demo: open http://127.0.0.1:$(DEMO_PORT)/ in a browser"
+	luajit examples/chat.lua $(DEMO_PORT)
 
-test: deps
+test:
+	@scripts/deps.sh --test
 	scripts/test.sh
 
 header:

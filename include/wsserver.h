@@ -153,7 +153,9 @@ enum wss_event_kind
    */
   WSS_EV_HTTP_MSG = 5,
   /**
-   * A WebSocket handshake completed. conn: the connection; data: the subprotocol.
+   * A WebSocket handshake completed. conn: the connection; parent: its listener (0 for
+   * clients); data: the agreed subprotocol (empty if none); meta (server side): the
+   * request target of the upgrade, "/path?query".
    */
   WSS_EV_WS_OPEN = 6,
   /**
@@ -285,8 +287,14 @@ typedef uint32_t wss_opcode;
 
 /**
  * An event manager. Opaque: create it with `wss_mgr_new`, free it with `wss_mgr_free`.
- * It is driven by one thread at a time; only the functions documented as thread-safe
- * may be called from other threads.
+ *
+ * THREADS: a manager is driven by one thread at a time (it may move between threads).
+ * The only functions that may be called on it from other threads, concurrently with
+ * the polling thread, are `wss_mgr_wakeup` and `wss_send_threadsafe`. Any other call
+ * made while another thread is inside the manager is detected and refused with
+ * `WSS_RESULT_CONCURRENT_USE` (or the function's failure value). Functions that take
+ * no manager (`wss_result_str`, `wss_version`, the encodings and digests) are
+ * thread-safe.
  */
 typedef struct wss_mgr wss_mgr;
 
@@ -827,7 +835,9 @@ wss_result wss_http_header_at(struct wss_mgr *mgr,
  *
  * `extra_headers`: NULL or header lines "Name: value\r\n" (a final CRLF may be left
  * out; LF alone is accepted). Each line is checked: a line that could split the reply
- * (bad name, control characters) fails the call with WSS_RESULT_INVALID_ARGUMENT. A
+ * (bad name, control characters, a bare CR) fails the call with
+ * WSS_RESULT_INVALID_ARGUMENT. The block is lines by definition: a caller that builds
+ * it from untrusted values must refuse CR and LF in them (as the Lua layer does). A
  * "Connection: close" among them closes the connection after the reply.
  *
  * After the reply the next pipelined request, if any, is delivered; or the connection
@@ -991,9 +1001,13 @@ const char *wss_mgr_last_error(const struct wss_mgr *mgr);
  * automatically; on `http://` the application decides (`wss_ws_upgrade`).
  * `opts` may be NULL for the defaults.
  *
+ * TLS listeners need `opts->tls_cert` and `opts->tls_key`.
+ *
  * Returns: `WSS_RESULT_OK` and the listener id in `*id_out`; `WSS_RESULT_BAD_URL`,
- * `WSS_RESULT_ADDRESS_IN_USE`, `WSS_RESULT_IO`, `WSS_RESULT_TLS_CONFIG`,
- * `WSS_RESULT_INVALID_ARGUMENT` (details in the last error). A `WSS_EV_LISTEN` event follows.
+ * `WSS_RESULT_ADDRESS_IN_USE`, `WSS_RESULT_IO`; `WSS_RESULT_TLS_CONFIG` for a
+ * certificate or key that cannot be used (the last error names the file and why);
+ * `WSS_RESULT_INVALID_ARGUMENT` for options that do not fit (a TLS scheme without
+ * certificates, certificates on a plain scheme). A `WSS_EV_LISTEN` event follows.
  */
 wss_result wss_mgr_listen(struct wss_mgr *mgr,
                           const char *url,
@@ -1001,13 +1015,18 @@ wss_result wss_mgr_listen(struct wss_mgr *mgr,
                           wss_id *id_out);
 
 /**
- * Opens an outbound connection: `tcp://host:port`. The connect runs in the
- * background: `WSS_EV_CONNECT` follows on success, `WSS_EV_ERROR` then `WSS_EV_CLOSE`
- * on failure. Host names are resolved before the call returns (numeric hosts need no
+ * Opens an outbound connection: `tcp://host:port` (raw bytes), `tls://host:port` (raw
+ * bytes over TLS), `ws://host:port/path` or `wss://host:port/path` (a WebSocket client).
+ * The connect runs in the background: `WSS_EV_CONNECT` follows when TCP is up, then
+ * `WSS_EV_TLS_READY` (TLS) and `WSS_EV_WS_OPEN` (WebSocket) when their handshakes are
+ * done; on failure `WSS_EV_ERROR` then `WSS_EV_CLOSE`. Bytes sent before the handshakes
+ * end are buffered. TLS verifies the server against `opts->tls_ca` or the system's
+ * roots. Host names are resolved before the call returns (numeric hosts need no
  * lookup). `opts` may be NULL.
  *
  * Returns: `WSS_RESULT_OK` and the connection id in `*id_out`; `WSS_RESULT_BAD_URL`,
- * `WSS_RESULT_IO`, `WSS_RESULT_INVALID_ARGUMENT`.
+ * `WSS_RESULT_IO`, `WSS_RESULT_TLS_CONFIG` (a CA or client certificate that cannot be
+ * used), `WSS_RESULT_INVALID_ARGUMENT`.
  */
 wss_result wss_mgr_connect(struct wss_mgr *mgr,
                            const char *url,

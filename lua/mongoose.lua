@@ -8,7 +8,8 @@
 --   path      where the library was loaded from
 --
 -- The library is looked up, in order: $WSSERVER_LIB; next to this file; the project's
--- build output (../build, ../target/release); the system's search path ("wsserver").
+-- build output (../build, ../target/release); an installed tree (`make install`, a
+-- luarocks tree); package.cpath; the system's search path ("wsserver").
 local ffi = require("ffi")
 
 local cdefs = require("wsserver_cdefs")
@@ -39,10 +40,15 @@ local function load_library()
   local candidates = {}
   if env and env ~= "" then candidates[#candidates + 1] = env end
   local dir = here()
+  -- Next to this file; the project's build output; `make install` (share/lua/5.1 ->
+  -- lib); a luarocks tree (share/lua/5.1 -> lib/lua/5.1).
   for _, rel in ipairs({ "/libwsserver.so", "/../build/libwsserver.so", "/../target/release/libwsserver.so",
-                         "/../../../lib/libwsserver.so" }) do
+                         "/../../../lib/libwsserver.so", "/../../../lib/lua/5.1/libwsserver.so" }) do
     candidates[#candidates + 1] = dir .. rel
   end
+  -- Lua's C module path (LUA_CPATH, `luarocks path`).
+  local found = package.searchpath and package.searchpath("libwsserver", package.cpath)
+  if found then candidates[#candidates + 1] = found end
   for _, p in ipairs(candidates) do
     if file_exists(p) then
       local ok, lib = pcall(ffi.load, p)

@@ -1,6 +1,10 @@
 #!/bin/sh
-# Installs what building and testing need, when it is missing (Debian, as root or with sudo).
+# Installs what building needs, when it is missing (Debian, as root or with sudo);
+# with --test, also what the test suites need (valgrind, Chromium, luarocks, clang's
+# sanitizer runtime, Python venv).
 set -e
+tests=false
+[ "${1:-}" = "--test" ] && tests=true
 need=""
 have() { command -v "$1" >/dev/null 2>&1; }
 pkg() { dpkg -s "$1" >/dev/null 2>&1 || need="$need $1"; }
@@ -9,14 +13,19 @@ have make || need="$need make"
 have pkg-config || need="$need pkg-config"
 have curl || need="$need curl"
 have openssl || need="$need openssl"
-have valgrind || need="$need valgrind"
 have luajit || need="$need luajit"
 pkg libluajit-5.1-dev
-pkg lua-busted
 pkg lua-luv
 pkg lua-cjson
-have python3 || need="$need python3"
-python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+if $tests; then
+  have valgrind || need="$need valgrind"
+  pkg lua-busted
+  pkg luarocks
+  have chromium || need="$need chromium"
+  pkg libclang-rt-22-dev
+  have python3 || need="$need python3"
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+fi
 if [ -n "$need" ]; then
   echo "deps: installing$need"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test suite. Called by `make test` (and so by .ci/run).
+# Suites, in order: lint (fmt, clippy), rust (unit + integration tests over loopback),
+# build (release library + C examples), symbols (wss_ prefix), c (C API test, also under
+# valgrind), install (pkg-config build against a temporary prefix), lua (busted, under
+# valgrind, headless Chromium, docs coverage, rockspec), autobahn (when ../shared/autobahn
+# exists), soak (60 s), asan (C test and busted against an AddressSanitizer build), fuzz
+# (every target for FUZZ_SECS, default 30).
 # Each suite prints a count line ("N passed, M failed" or cargo's "test result:");
 # the script ends with one line per suite and exits non-zero if any failed.
 set -uo pipefail
@@ -47,13 +53,16 @@ suite_symbols() {
 }
 
 suite_c() {
-  local out=build/tests
+  local out=build/tests t ok=0
   mkdir -p "$out"
-  cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/api_test" tests/c/api_test.c \
-     -Lbuild -lwsserver -Wl,-rpath,"$PWD/build" || return 1
-  "$out/api_test" || return 1
-  echo "--- under valgrind"
-  valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$out/api_test"
+  for t in api_test misuse_test; do
+    cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/$t" "tests/c/$t.c" \
+       -Lbuild -lwsserver -lpthread -Wl,-rpath,"$PWD/build" || return 1
+    "$out/$t" || ok=1
+    echo "--- $t under valgrind"
+    valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite "$out/$t" || ok=1
+  done
+  return $ok
 }
 
 suite_install() {
@@ -86,12 +95,21 @@ suite_install() {
   [ "$f" = 0 ]
 }
 
+suite_soak() {
+  SOAK_SECS="${SOAK_SECS:-60}" cargo test --locked --release --test soak -- --ignored --nocapture
+}
+
 run lint suite_lint
 run rust suite_rust
 run build suite_build
 run symbols suite_symbols
 run c suite_c
 run install suite_install
+run lua scripts/test-lua.sh
+run autobahn scripts/autobahn.sh
+run soak suite_soak
+run asan scripts/asan.sh
+run fuzz scripts/fuzz.sh "${FUZZ_SECS:-30}"
 
 echo
 echo "=== summary"

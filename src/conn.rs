@@ -48,6 +48,8 @@ pub struct WsConn {
     pub close_reason: Vec<u8>,
     /// When we sent a close frame and started waiting for the peer's.
     pub close_sent_at: Option<Instant>,
+    /// The peer's close frame came before we sent one.
+    pub peer_closed_first: bool,
     /// When a keepalive ping went out without an answer yet.
     pub ping_sent_at: Option<Instant>,
     /// A protocol failure whose close frame waits until the application has answered
@@ -63,6 +65,7 @@ impl WsConn {
             close_code: 0,
             close_reason: Vec::new(),
             close_sent_at: None,
+            peer_closed_first: false,
             ping_sent_at: None,
             deferred_close: None,
         }

@@ -25,7 +25,9 @@ pub enum wss_event_kind {
     /// answer with `wss_http_reply`, `wss_http_chunked_begin`, `wss_http_serve_*` or
     /// `wss_ws_upgrade`. The next request on the connection waits for the answer.
     WSS_EV_HTTP_MSG = 5,
-    /// A WebSocket handshake completed. conn: the connection; data: the subprotocol.
+    /// A WebSocket handshake completed. conn: the connection; parent: its listener (0 for
+    /// clients); data: the agreed subprotocol (empty if none); meta (server side): the
+    /// request target of the upgrade, "/path?query".
     WSS_EV_WS_OPEN = 6,
     /// A whole WebSocket message. flags: WSS_FLAG_TEXT or WSS_FLAG_BINARY; data: it.
     WSS_EV_WS_MSG = 7,

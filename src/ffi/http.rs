@@ -157,7 +157,9 @@ pub unsafe extern "C" fn wss_http_header_at(
 ///
 /// `extra_headers`: NULL or header lines "Name: value\r\n" (a final CRLF may be left
 /// out; LF alone is accepted). Each line is checked: a line that could split the reply
-/// (bad name, control characters) fails the call with WSS_RESULT_INVALID_ARGUMENT. A
+/// (bad name, control characters, a bare CR) fails the call with
+/// WSS_RESULT_INVALID_ARGUMENT. The block is lines by definition: a caller that builds
+/// it from untrusted values must refuse CR and LF in them (as the Lua layer does). A
 /// "Connection: close" among them closes the connection after the reply.
 ///
 /// After the reply the next pipelined request, if any, is delivered; or the connection

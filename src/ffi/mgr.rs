@@ -152,9 +152,13 @@ fn url_arg<'a>(url: *const c_char) -> Result<&'a str, Error> {
 /// automatically; on `http://` the application decides (`wss_ws_upgrade`).
 /// `opts` may be NULL for the defaults.
 ///
+/// TLS listeners need `opts->tls_cert` and `opts->tls_key`.
+///
 /// Returns: `WSS_RESULT_OK` and the listener id in `*id_out`; `WSS_RESULT_BAD_URL`,
-/// `WSS_RESULT_ADDRESS_IN_USE`, `WSS_RESULT_IO`, `WSS_RESULT_TLS_CONFIG`,
-/// `WSS_RESULT_INVALID_ARGUMENT` (details in the last error). A `WSS_EV_LISTEN` event follows.
+/// `WSS_RESULT_ADDRESS_IN_USE`, `WSS_RESULT_IO`; `WSS_RESULT_TLS_CONFIG` for a
+/// certificate or key that cannot be used (the last error names the file and why);
+/// `WSS_RESULT_INVALID_ARGUMENT` for options that do not fit (a TLS scheme without
+/// certificates, certificates on a plain scheme). A `WSS_EV_LISTEN` event follows.
 #[no_mangle]
 pub unsafe extern "C" fn wss_mgr_listen(
     mgr: *mut wss_mgr,
@@ -180,13 +184,18 @@ pub unsafe extern "C" fn wss_mgr_listen(
     })
 }
 
-/// Opens an outbound connection: `tcp://host:port`. The connect runs in the
-/// background: `WSS_EV_CONNECT` follows on success, `WSS_EV_ERROR` then `WSS_EV_CLOSE`
-/// on failure. Host names are resolved before the call returns (numeric hosts need no
+/// Opens an outbound connection: `tcp://host:port` (raw bytes), `tls://host:port` (raw
+/// bytes over TLS), `ws://host:port/path` or `wss://host:port/path` (a WebSocket client).
+/// The connect runs in the background: `WSS_EV_CONNECT` follows when TCP is up, then
+/// `WSS_EV_TLS_READY` (TLS) and `WSS_EV_WS_OPEN` (WebSocket) when their handshakes are
+/// done; on failure `WSS_EV_ERROR` then `WSS_EV_CLOSE`. Bytes sent before the handshakes
+/// end are buffered. TLS verifies the server against `opts->tls_ca` or the system's
+/// roots. Host names are resolved before the call returns (numeric hosts need no
 /// lookup). `opts` may be NULL.
 ///
 /// Returns: `WSS_RESULT_OK` and the connection id in `*id_out`; `WSS_RESULT_BAD_URL`,
-/// `WSS_RESULT_IO`, `WSS_RESULT_INVALID_ARGUMENT`.
+/// `WSS_RESULT_IO`, `WSS_RESULT_TLS_CONFIG` (a CA or client certificate that cannot be
+/// used), `WSS_RESULT_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_mgr_connect(
     mgr: *mut wss_mgr,

@@ -26,8 +26,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// An event manager. Opaque: create it with `wss_mgr_new`, free it with `wss_mgr_free`.
-/// It is driven by one thread at a time; only the functions documented as thread-safe
-/// may be called from other threads.
+///
+/// THREADS: a manager is driven by one thread at a time (it may move between threads).
+/// The only functions that may be called on it from other threads, concurrently with
+/// the polling thread, are `wss_mgr_wakeup` and `wss_send_threadsafe`. Any other call
+/// made while another thread is inside the manager is detected and refused with
+/// `WSS_RESULT_CONCURRENT_USE` (or the function's failure value). Functions that take
+/// no manager (`wss_result_str`, `wss_version`, the encodings and digests) are
+/// thread-safe.
 pub struct wss_mgr {
     _private: [u8; 0],
 }

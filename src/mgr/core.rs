@@ -317,7 +317,8 @@ impl Core {
 
     fn start_linger(&mut self, c: &mut Conn) {
         if c.peer_eof {
-            self.close_now(c, false, None);
+            // The peer had half-closed first (e.g. after its request): its close.
+            self.close_now(c, true, None);
             return;
         }
         if let Some(s) = c.stream.as_mut() {

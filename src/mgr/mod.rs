@@ -98,6 +98,10 @@ pub struct Manager {
     /// Client TLS configurations by their settings: loading CA bundles is costly.
     client_tls:
         std::collections::HashMap<(crate::config::TlsClientSpec, bool), Arc<rustls::ClientConfig>>,
+    /// A descriptor kept open to be given back when accept runs out of descriptors.
+    reserve_fd: Option<std::fs::File>,
+    /// An fd-exhaustion error event went out and no accept has succeeded since.
+    fd_exhaustion_reported: bool,
     /// Text behind the views `wss_conn_tls_info` hands out.
     pub info_text: Vec<u8>,
     /// Entries the last poll looked at (readiness events plus retried reads): it grows
@@ -127,6 +131,8 @@ impl Manager {
             cfg,
             last_poll_visits: 0,
             info_text: Vec::new(),
+            reserve_fd: open_reserve(),
+            fd_exhaustion_reported: false,
             client_tls: std::collections::HashMap::new(),
         })
     }
@@ -363,6 +369,9 @@ impl Manager {
                 self.core.send(c, &[data])
             }
             Some(Entry::Listener(l)) => {
+                if !matches!(l.socket, Some(ListenSocket::Udp(_))) {
+                    return Err(Error::WrongKind("a tcp listener: send on its connections"));
+                }
                 let peer = l.last_peer.ok_or_else(|| {
                     Error::InvalidState("no datagram received yet: no peer to answer".into())
                 })?;
@@ -775,9 +784,32 @@ impl Manager {
                 {
                     continue
                 }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
+                    // Out of file descriptors. With edge-triggered readiness, leaving the
+                    // connection in the backlog would stall the listener until another
+                    // client arrives. Give back the reserve descriptor, accept the
+                    // connection and close it at once (the client sees a clean close),
+                    // then take the reserve again (libev's and nginx's answer).
+                    let shed = self.reserve_fd.take().is_some();
+                    let accepted = sock.accept().is_ok();
+                    self.reserve_fd = open_reserve();
+                    if !self.fd_exhaustion_reported {
+                        self.fd_exhaustion_reported = true;
+                        let mut ev =
+                            Event::new(EventKind::Error, id).with_data(Payload::from(format!(
+                            "accept failed: {e}; refusing connections until descriptors are free"
+                        )));
+                        ev.code = code::LIMIT;
+                        self.core.push(ev);
+                    }
+                    if !(shed && accepted) {
+                        return;
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    // EMFILE/ENFILE/ENOBUFS: report once per readiness; the pending
-                    // connection stays in the backlog for the next readiness or retry.
+                    // ENOBUFS/ENOMEM and the like: report; the connection stays in the
+                    // backlog for the next readiness.
                     let mut ev = Event::new(EventKind::Error, id)
                         .with_data(Payload::from(format!("accept failed: {e}")));
                     ev.code = code::IO;
@@ -785,6 +817,7 @@ impl Manager {
                     return;
                 }
             };
+            self.fd_exhaustion_reported = false;
             let over_listener = l.cfg.max_connections != 0
                 && l.open.load(Ordering::Relaxed) >= l.cfg.max_connections;
             if over_listener || self.core.conn_count >= self.cfg.max_connections {
@@ -898,12 +931,12 @@ impl Manager {
                     self.ws_send(conn, &data, opcode)
                 };
                 if let Err(e) = r {
-                    if !matches!(e, Error::NotFound(_) | Error::Closed(_)) {
-                        let mut ev = Event::new(EventKind::Error, conn)
-                            .with_data(Payload::from(format!("thread-safe send: {e}")));
-                        ev.code = code::IO;
-                        self.core.push(ev);
-                    }
+                    // The sending thread got OK when it queued: its failure is an event
+                    // here, even for a connection that is gone by now.
+                    let mut ev = Event::new(EventKind::Error, conn)
+                        .with_data(Payload::from(format!("thread-safe send: {e}")));
+                    ev.code = crate::ffi::result::wss_result::from(&e) as i32;
+                    self.core.push(ev);
                 }
             }
         });
@@ -1095,6 +1128,8 @@ fn on_eof(core: &mut Core, c: &mut Conn) {
             }
             core.close_now(c, true, None);
         }
+        // We had started closing (flushing or lingering): the peer only answered.
+        State::Closing | State::Lingering(_) => core.close_now(c, false, None),
         _ => core.close_now(c, true, None),
     }
 }
@@ -1120,6 +1155,11 @@ fn expire(core: &mut Core, c: &mut Conn, what: Expiry) {
             "request not received in time",
         ),
     }
+}
+
+/// Opens the descriptor kept in reserve for accepting under fd exhaustion.
+fn open_reserve() -> Option<std::fs::File> {
+    std::fs::File::open("/dev/null").ok()
 }
 
 fn scheme_name(s: Scheme) -> &'static str {

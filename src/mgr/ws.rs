@@ -190,6 +190,9 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     core.ws_items = items;
     if let Proto::Ws(w) = &mut c.proto {
         if let Some((code, reason)) = closing {
+            if w.close_sent_at.is_none() {
+                w.peer_closed_first = true;
+            }
             if w.close_code == 0 || w.close_sent_at.is_none() {
                 w.close_code = code;
                 w.close_reason = reason;
@@ -461,11 +464,20 @@ pub fn client_handshake(url: &crate::url::Url, ws: &crate::config::WsSettings) -
 
 /// Pushes the close event of a WebSocket (used by `Core::close_now`).
 pub fn close_event(c: &mut Conn, ev: &mut Event) {
+    // Who started the closing handshake decides BY_PEER; without a handshake (1006)
+    // the socket-level answer the caller gave stands.
+    let started = match &c.proto {
+        Proto::Ws(w) if w.peer_closed_first => Some(true),
+        Proto::Ws(w) if w.close_sent_at.is_some() || w.close_code != 0 => Some(false),
+        _ => None,
+    };
     if let Some((code, reason)) = close_info(c) {
         ev.code = i32::from(code);
-        if code == ABNORMAL {
-            ev.flags |= FLAG_BY_PEER;
-        }
         ev.data = Payload::Owned(reason);
+        match started {
+            Some(true) => ev.flags |= FLAG_BY_PEER,
+            Some(false) => ev.flags &= !FLAG_BY_PEER,
+            None => {}
+        }
     }
 }

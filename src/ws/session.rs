@@ -399,8 +399,11 @@ impl Session {
                 Some(frame) => frame,
                 None => {
                     let rest = input.get(pos..).unwrap_or_default();
+                    // A length with the top bit set breaks RFC 6455 §5.2, and it is also
+                    // beyond any frame limit: answer 1009 like every oversized frame, so
+                    // "announces 2^63 bytes" and "announces 2^63 - 1" get the same answer.
                     let Some((header, header_len)) = FrameHeader::parse(rest).map_err(|_| {
-                        Failure::protocol("64-bit payload length with the top bit set")
+                        Failure::too_big("64-bit payload length with the top bit set")
                     })?
                     else {
                         break;
