@@ -1216,8 +1216,10 @@ fn own_client_session(
     );
     let ev = lp.wait_event("client close", |e| e.conn == id && e.is(WSS_EV_CLOSE));
     assert_eq!(ev.code, 4000);
+    assert_eq!(ev.flags & FLAG_BY_PEER, 0, "the client started it: {ev:?}");
     let sev = srv.wait_event("server close", |e| e.is(WSS_EV_CLOSE));
     assert_eq!((sev.code, sev.text().as_str()), (4000, "client done"));
+    assert_ne!(sev.flags & FLAG_BY_PEER, 0, "{sev:?}");
     assert!(
         lp.events_of(id).iter().all(|e| !e.is(WSS_EV_ERROR)),
         "{:?}",
@@ -1309,6 +1311,9 @@ fn own_client_sees_the_servers_close_code() {
     assert_eq!((ev.code, ev.text().as_str()), (4321, "server says bye"));
     let sev = srv.wait_event("server close", |e| e.is(WSS_EV_CLOSE));
     assert_eq!((sev.code, sev.text().as_str()), (4321, "server says bye"));
+    // The server started the closing handshake: not BY_PEER; the client's side is.
+    assert_eq!(sev.flags & FLAG_BY_PEER, 0, "{sev:?}");
+    assert_ne!(ev.flags & FLAG_BY_PEER, 0, "{ev:?}");
 }
 
 #[test]
