@@ -548,7 +548,9 @@ typedef struct wss_listen_opts {
    */
   uint32_t idle_timeout_ms;
   /**
-   * WebSocket keepalive ping interval (default: off).
+   * WebSocket keepalive: a ping goes out when nothing was received for this long, and
+   * the connection closes when no answer comes within `pong_timeout_ms` (default
+   * 60000; `WSS_NO_TIMEOUT` turns pings off).
    */
   uint32_t ping_interval_ms;
   /**
