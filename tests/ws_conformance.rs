@@ -718,8 +718,6 @@ fn c7_nothing_is_delivered_after_a_close() {
 }
 
 #[test]
-#[ignore = "bug: a message and a close that arrive in one read: the close is answered and \
-            TCP closed before the application can answer the message (its send gets NOT_FOUND)"]
 fn c7_message_then_close_in_one_write_is_echoed_first() {
     // Autobahn 7.1.1 ("send a message followed by a close frame": the echo, then a clean
     // close), with both frames in one TCP segment. Failures already hold their close
