@@ -377,6 +377,7 @@ pub fn keepalive(core: &mut Core, c: &mut Conn) {
 /// The close code and reason for a WebSocket's close event (1006 without a handshake).
 pub fn close_info(c: &mut Conn) -> Option<(u16, Vec<u8>)> {
     match &mut c.proto {
+        Proto::WsClient(_) => Some((ABNORMAL, Vec::new())),
         Proto::Ws(w) => Some(if w.close_code == 0 {
             (ABNORMAL, Vec::new())
         } else {
