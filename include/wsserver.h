@@ -548,7 +548,9 @@ typedef struct wss_listen_opts {
    */
   uint32_t idle_timeout_ms;
   /**
-   * WebSocket keepalive ping interval (default: off).
+   * WebSocket keepalive: a ping goes out when nothing was received for this long, and
+   * the connection closes when no answer comes within `pong_timeout_ms` (default
+   * 60000; `WSS_NO_TIMEOUT` turns pings off).
    */
   uint32_t ping_interval_ms;
   /**
@@ -1191,8 +1193,9 @@ wss_result wss_ws_send(struct wss_mgr *mgr,
 /**
  * Sends one piece of a message produced piece by piece: the first with `WSS_OP_TEXT` or
  * `WSS_OP_BINARY`, the following ones with `WSS_OP_CONTINUATION`; `fin` on the last.
- * Pings and other messages' frames may not interleave a fragmented message from the
- * application (control frames the library owes, such as pongs, still may).
+ * Frames of other data messages may not come between the pieces (the call that tries
+ * gets `WSS_RESULT_INVALID_STATE`; broadcasts skip the connection meanwhile); control
+ * frames (pings, pongs) may, as RFC 6455 §5.4 allows.
  * Returns: as `wss_ws_send`; `WSS_RESULT_INVALID_STATE` for a continuation without a
  * start, or a new message while one is open.
  */

@@ -741,7 +741,7 @@ fn misuse_of_the_manager_gives_codes() {
     );
     assert_eq!(
         unsafe { wss_conn_send(m, id, b"x".as_ptr(), 1) },
-        WSS_RESULT_INVALID_STATE
+        WSS_RESULT_WRONG_KIND
     );
     let mut n = 0;
     assert_eq!(

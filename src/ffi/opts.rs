@@ -73,7 +73,9 @@ pub struct wss_listen_opts {
     pub body_timeout_ms: u32,
     /// Nothing received for this long closes the connection (default 120000).
     pub idle_timeout_ms: u32,
-    /// WebSocket keepalive ping interval (default: off).
+    /// WebSocket keepalive: a ping goes out when nothing was received for this long, and
+    /// the connection closes when no answer comes within `pong_timeout_ms` (default
+    /// 60000; `WSS_NO_TIMEOUT` turns pings off).
     pub ping_interval_ms: u32,
     /// Time to wait for a pong after a keepalive ping (default 30000).
     pub pong_timeout_ms: u32,

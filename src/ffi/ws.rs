@@ -133,8 +133,9 @@ pub unsafe extern "C" fn wss_ws_send(
 
 /// Sends one piece of a message produced piece by piece: the first with `WSS_OP_TEXT` or
 /// `WSS_OP_BINARY`, the following ones with `WSS_OP_CONTINUATION`; `fin` on the last.
-/// Pings and other messages' frames may not interleave a fragmented message from the
-/// application (control frames the library owes, such as pongs, still may).
+/// Frames of other data messages may not come between the pieces (the call that tries
+/// gets `WSS_RESULT_INVALID_STATE`; broadcasts skip the connection meanwhile); control
+/// frames (pings, pongs) may, as RFC 6455 §5.4 allows.
 /// Returns: as `wss_ws_send`; `WSS_RESULT_INVALID_STATE` for a continuation without a
 /// start, or a new message while one is open.
 #[no_mangle]

@@ -212,6 +212,16 @@ impl Core {
             if c.buffered() > c.cfg.send_low_water {
                 c.drain_armed = true;
             }
+            if c.stream
+                .as_ref()
+                .is_some_and(|s| s.is_tls() && !s.is_handshaking())
+                && written > 0
+            {
+                // TLS takes at most its record buffer per write even when the socket has
+                // room: keep writing until the socket itself is full, or no writable edge
+                // would ever come for the rest.
+                self.flush(c);
+            }
             self.want_write(c);
         }
         Ok(())

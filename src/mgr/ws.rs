@@ -135,11 +135,17 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     let mut out = core.take_ws_out();
     let r = w.session.read(input, &mut items, &mut out);
     let state = w.session.state();
-    let produced = !items.is_empty();
+    // Messages that came in the same read as a protocol failure or the peer's close must
+    // be answerable before our close frame goes out (Autobahn 3.2, 5.15, 7.1.1 strict):
+    // hold that frame back until the application has drained these events.
+    let messages = items.iter().any(|i| !matches!(i, Incoming::Close { .. }));
     let mut deferred = None;
-    if r.is_err() && produced && w.session.role() == Role::Server {
-        // Messages came before the bad frame: let the application answer them first.
-        let n = w.session.failure_frame_len();
+    if messages && w.session.role() == Role::Server {
+        let n = match (&r, state) {
+            (Err(_), _) => w.session.failure_frame_len(),
+            (Ok(_), WsState::CloseReceived) => w.session.close_reply_len(),
+            _ => 0,
+        };
         if n > 0 && n <= out.len() {
             deferred = Some(out.split_off(out.len() - n));
         }
@@ -209,7 +215,13 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
             if matches!(state, WsState::CloseReceived | WsState::Closed) {
                 // Peer's close answered (or ours answered): RFC 6455 §7.1.1, the server
                 // closes the TCP connection first; the client shuts down its side too.
-                core.close_graceful(c);
+                match (deferred, &mut c.proto) {
+                    (Some(frame), Proto::Ws(w)) => {
+                        w.deferred_close = Some(frame);
+                        core.deferred.push(c.id);
+                    }
+                    _ => core.close_graceful(c),
+                }
             }
             n
         }
@@ -365,6 +377,7 @@ pub fn keepalive(core: &mut Core, c: &mut Conn) {
 /// The close code and reason for a WebSocket's close event (1006 without a handshake).
 pub fn close_info(c: &mut Conn) -> Option<(u16, Vec<u8>)> {
     match &mut c.proto {
+        Proto::WsClient(_) => Some((ABNORMAL, Vec::new())),
         Proto::Ws(w) => Some(if w.close_code == 0 {
             (ABNORMAL, Vec::new())
         } else {

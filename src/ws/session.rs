@@ -302,6 +302,8 @@ pub struct Session {
     keys: Option<Box<MaskKeys>>,
     /// Length of the close frame `fail` appended.
     failure_frame_len: usize,
+    /// Length of the close frame sent in reply to the peer's.
+    close_reply_len: usize,
 }
 
 impl Session {
@@ -328,6 +330,7 @@ impl Session {
             outgoing_utf8: Utf8Validator::new(),
             keys: None,
             failure_frame_len: 0,
+            close_reply_len: 0,
         }
     }
 
@@ -786,6 +789,7 @@ impl Session {
             // frame in response. (When sending a Close frame in response,
             // the endpoint typically echos the status code it received.)"
             let echoed = body.code.map(u16::to_be_bytes);
+            let before = out.len();
             self.write_frame(
                 true,
                 false,
@@ -793,6 +797,7 @@ impl Session {
                 echoed.as_ref().map_or(&[][..], |c| &c[..]),
                 out,
             );
+            self.close_reply_len = out.len() - before;
             self.state = State::CloseReceived;
         } else {
             self.state = State::Closed;
@@ -830,6 +835,13 @@ impl Session {
     /// before the bad frame.
     pub fn failure_frame_len(&self) -> usize {
         self.failure_frame_len
+    }
+
+    /// After a `read` that received the peer's close (state `CloseReceived`): how many
+    /// bytes at the end of `out` are our reply. A caller may hold them back until the
+    /// application has answered the messages that came before the close.
+    pub fn close_reply_len(&self) -> usize {
+        self.close_reply_len
     }
 
     /// Frees everything kept for reading once no more input will be read.
