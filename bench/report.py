@@ -406,6 +406,11 @@ def main():
               "pace), the ratio of server CPU per message (Bun's ÷ ours) says more: it is the throughput ratio the "
               "two would show with the load generator out of the way.")
     md.append("")
+    if allr and len(starved) > len(allr) / 3:
+        md.append("")
+        md.append("**This run was on a busy machine** (see the top): the throughput ratios and the met column are "
+                  "noise-bound; read the CPU-per-message column.")
+        md.append("")
     md.append("| target | this run (throughput) | by server CPU per message | goal | met (throughput) |")
     md.append("|---|---:|---:|---:|:---:|")
     for name, val, goal, higher, eff in tgt:
