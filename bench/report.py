@@ -438,6 +438,7 @@ def main():
     json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=1)
 
     # ----- chart
+    busy = bool(allr) and len(starved) > len(allr) / 3
     if chart_rows and shutil.which("gnuplot"):
         present = [i for i, k in enumerate(cols) if any(r[1][i] for r in chart_rows)]
         with open(os.path.join(out, "chart.dat"), "w") as f:
@@ -457,11 +458,11 @@ def main():
         ncols = len(present)
         lo = min(v for _, vals in chart_rows for v in vals if v)
         ymin = 10 ** max(0, int(__import__("math").floor(__import__("math").log10(lo / 2))))
-        d = lambda name: os.path.join(out, name)
+        d = lambda name: name  # gnuplot runs in the results folder: chart.gp stays valid when copied
         gp = f"""set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
 set output "{d('chart.png')}"
 set datafile missing "-"
-set multiplot title "libwsserver benchmark {meta['stamp']} — {meta['cpu']}, {meta['cores']} cores, server on CPU 0, load generator on CPU 1{' — QUICK RUN' if meta.get('quick') else ''}"
+set multiplot title "libwsserver benchmark {meta['stamp']} — {meta['cpu']}, {meta['cores']} cores, server on CPU 0, load generator on CPU 1{' — QUICK RUN' if meta.get('quick') else ''}{' — BUSY MACHINE: throughput noisy' if busy else ''}"
 set origin 0,0.45
 set size 1,0.52
 set style data histograms
@@ -494,7 +495,7 @@ plot "{d('chart-idle.dat')}" using 1:3:xtic(2) with boxes lc rgb "#2ca02c", "" u
 unset multiplot
 """
         open(os.path.join(out, "chart.gp"), "w").write(gp)
-        r = subprocess.run(["gnuplot", os.path.join(out, "chart.gp")], capture_output=True, text=True)
+        r = subprocess.run(["gnuplot", "chart.gp"], cwd=out, capture_output=True, text=True)
         if r.returncode != 0:
             print("report: gnuplot failed: " + r.stderr[-500:], file=sys.stderr)
     return 0
