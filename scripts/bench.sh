@@ -321,7 +321,7 @@ for run in $(seq "$RUNS"); do
       fi
       dflag=""; [ "$defl" = 1 ] && dflag="--deflate"
       [ "$k" = ceiling ] && dflag="--allow-masked"
-      out=$(timeout -k 2 "$LG_TIMEOUT" taskset -c "$LG_CPUS" "$LOADGEN" echo --port "${EPORT[$k]}" --conns "$conns" \
+      out=$(timeout --foreground -k 2 "$LG_TIMEOUT" taskset -c "$LG_CPUS" "$LOADGEN" echo --port "${EPORT[$k]}" --conns "$conns" \
         --threads "$LG_THREADS" \
         --size "$size" --depth "$depth" $dflag $TEXTFLAG --warmup "$WARMUP" --duration "$DURATION" \
         --pid "${EPID[$k]}" 2>> "$LOGS/loadgen.err")
@@ -351,7 +351,7 @@ for run in $(seq "$RUNS"); do
     url="http://127.0.0.1:${HPORT[$k]}/"
     taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 -d"${WARMUP}s" "$url" > /dev/null 2>&1
     c0=$(cpu_of "${HPID[$k]}")
-    wout=$(timeout -k 2 "$LG_TIMEOUT" /usr/bin/time -f 'WRKCPU %U %S %e' taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 \
+    wout=$(timeout --foreground -k 2 "$LG_TIMEOUT" /usr/bin/time -f 'WRKCPU %U %S %e' taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 \
       -d"${DURATION}s" --latency "$url" 2>&1)
     c1=$(cpu_of "${HPID[$k]}")
     rps=$(printf '%s\n' "$wout" | awk '/^Requests\/sec/{print $2}')
@@ -383,7 +383,7 @@ for k in "${ECHO_KEYS[@]}"; do
   # shellcheck disable=SC2086
   start_server "idle-$k" "$SRV_CPU" ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" 1 "" "did not start"; continue; }
   sleep 0.5
-  out=$(timeout -k 2 120 taskset -c "$LG_CPUS" "$LOADGEN" idle --port "$SPORT" --conns "$IDLE_CONNS" --pid "$SPID" \
+  out=$(timeout --foreground -k 2 120 taskset -c "$LG_CPUS" "$LOADGEN" idle --port "$SPORT" --conns "$IDLE_CONNS" --pid "$SPID" \
     --hold 1 --timeout 60 2>> "$LOGS/loadgen.err")
   rc=$?
   line=$(printf '%s\n' "$out" | grep '^{' | tail -1)
@@ -436,7 +436,7 @@ if [ -x "$BENCH/build/reuseport_workers" ] && [ -z "${NA[c]:-}" ]; then
       cpus=0; [ "$w" = 2 ] && cpus=0,1
       start_server "reuseport-$w" "" "$BENCH/build/reuseport_workers" --workers "$w" --cpus "$cpus" || {
         record reuseport "$w" "ws 100x16B d16" "$run" "" "did not start"; continue; }
-      out=$(timeout -k 2 "$LG_TIMEOUT" "$LOADGEN" echo --port "$SPORT" --conns 100 --size 16 --depth 16 \
+      out=$(timeout --foreground -k 2 "$LG_TIMEOUT" "$LOADGEN" echo --port "$SPORT" --conns 100 --size 16 --depth 16 \
         --threads 2 --warmup "$WARMUP" --duration "$DURATION" --pid "$SPIDS" 2>> "$LOGS/loadgen.err")
       rc=$?
       line=$(printf '%s\n' "$out" | grep '^{' | tail -1)
@@ -446,7 +446,7 @@ if [ -x "$BENCH/build/reuseport_workers" ] && [ -z "${NA[c]:-}" ]; then
       stop_pid "$SPID"
       start_server "reuseport-http-$w" "" "$BENCH/build/reuseport_workers" --http --workers "$w" --cpus "$cpus" || continue
       c0=0; for p in ${SPIDS//,/ }; do c0=$(awk -v a="$c0" -v b="$(cpu_of "$p")" 'BEGIN{print a+b}'); done
-      wout=$(timeout -k 2 "$LG_TIMEOUT" wrk -t2 -c100 -d"${DURATION}s" "http://127.0.0.1:$SPORT/" 2>&1)
+      wout=$(timeout --foreground -k 2 "$LG_TIMEOUT" wrk -t2 -c100 -d"${DURATION}s" "http://127.0.0.1:$SPORT/" 2>&1)
       c1=0; for p in ${SPIDS//,/ }; do c1=$(awk -v a="$c1" -v b="$(cpu_of "$p")" 'BEGIN{print a+b}'); done
       rps=$(printf '%s\n' "$wout" | awk '/^Requests\/sec/{print $2}')
       if [ -n "$rps" ]; then
