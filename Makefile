@@ -3,6 +3,7 @@
 #   make            the release library, the header, and every C example (build/examples/)
 #   make demo       all of the above, then the chat demo (examples/chat.lua) on 127.0.0.1:8000
 #   make test       every test suite (installs what it needs first)
+#   make bench      the benchmark beside peers (scripts/bench.sh; BENCH_ARGS=--quick)
 #   make install PREFIX=/usr/local
 #   make header     regenerate include/wsserver.h and lua/wsserver_cdefs.lua after changing src/ffi/
 
@@ -23,7 +24,7 @@ EXAMPLES_C := $(wildcard examples/*.c)
 EXAMPLES   := $(patsubst examples/%.c,build/examples/%,$(EXAMPLES_C))
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: all lib deps demo test header install uninstall clean
+.PHONY: all lib deps demo test bench header install uninstall clean
 
 all: lib $(EXAMPLES)
 
@@ -46,6 +47,9 @@ demo: all
 test:
 	@scripts/deps.sh --test
 	scripts/test.sh
+
+bench: all
+	scripts/bench.sh $(BENCH_ARGS)
 
 header:
 	WSS_REGEN=1 $(CARGO) build --locked
