@@ -1067,6 +1067,19 @@ wss_result wss_send_threadsafe(const struct wss_mgr *mgr,
                                uint32_t opcode);
 
 /**
+ * Writes at once what the sends since the last drain or poll call gathered. Small sends
+ * (up to 16 KiB) made while handling events are gathered per connection and written
+ * together at the next call into the manager — normally the drain call that finds the
+ * queue empty — so a batch of replies costs one write per connection. A program that
+ * sends outside its event loop and then waits elsewhere can call this; the manager's
+ * fd is also signalled so a host loop sleeping on it comes back to write them.
+ *
+ * Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
+ * `WSS_RESULT_CONCURRENT_USE`. Write failures are events on their connections.
+ */
+wss_result wss_mgr_flush(struct wss_mgr *mgr);
+
+/**
  * A static, NUL-terminated description of a result code.
  *
  * Returns: text that lives as long as the program (never free it); for a number that is

@@ -274,6 +274,8 @@ wss_result wss_send_threadsafe(const struct wss_mgr *mgr,
                                size_t len,
                                uint32_t opcode);
 
+wss_result wss_mgr_flush(struct wss_mgr *mgr);
+
 const char *wss_result_str(uint32_t result);
 
 wss_result wss_timer_add(struct wss_mgr *mgr, uint64_t ms, bool repeat, wss_id *id_out);

@@ -127,6 +127,8 @@ pub struct Conn {
     pub opened: Instant,
     /// The TLS handshake completed (and was reported).
     pub tls_ready: bool,
+    /// Gathered bytes wait for the next flush point (the id is in `Core::dirty`).
+    pub dirty: bool,
     /// A file being streamed as the body of the current reply.
     pub file: Option<Box<FileBody>>,
 }
@@ -180,6 +182,7 @@ impl Conn {
             listener_count: None,
             opened: now,
             tls_ready: false,
+            dirty: false,
             file: None,
         }
     }

@@ -97,6 +97,9 @@ fn raw_tcp_echo_with_accept_read_close_events() {
     }
     assert_eq!(got, b"hello");
     assert_eq!(m.send(conn, b"world"), OK);
+    // Small sends are gathered until the next call into the manager: this thread reads
+    // next instead of polling, so it flushes first.
+    assert_eq!(unsafe { wss_mgr_flush(m.0) }, OK);
     let mut buf = [0u8; 5];
     c.read_exact(&mut buf).unwrap();
     assert_eq!(&buf, b"world");

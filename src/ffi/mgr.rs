@@ -300,3 +300,22 @@ fn push_cross(mgr: *const wss_mgr, item: Cross) -> wss_result {
         Err(d) => d.result(),
     }
 }
+
+/// Writes at once what the sends since the last drain or poll call gathered. Small sends
+/// (up to 16 KiB) made while handling events are gathered per connection and written
+/// together at the next call into the manager — normally the drain call that finds the
+/// queue empty — so a batch of replies costs one write per connection. A program that
+/// sends outside its event loop and then waits elsewhere can call this; the manager's
+/// fd is also signalled so a host loop sleeping on it comes back to write them.
+///
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
+/// `WSS_RESULT_CONCURRENT_USE`. Write failures are events on their connections.
+#[no_mangle]
+pub unsafe extern "C" fn wss_mgr_flush(mgr: *mut wss_mgr) -> wss_result {
+    boundary(|| {
+        call(mgr, |m| {
+            m.flush_dirty();
+            Ok(())
+        })
+    })
+}

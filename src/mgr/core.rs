@@ -18,6 +18,13 @@ use std::time::Instant;
 /// Size of the shared receive buffer: every read lands here first, so idle
 /// connections need no buffer of their own.
 pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
+/// Largest buffer kept for reuse.
+const BIG_BUFFER_MAX: usize = 16 << 20;
+/// Most bytes kept in large buffers for reuse, per manager.
+const BIG_POOL_BYTES: usize = 32 << 20;
+/// Sends up to this size are gathered per connection and written at the next flush
+/// point; larger ones are written at once (gathering would only add a copy).
+const COALESCE_MAX: usize = 16 << 10;
 /// Write buffers up to this capacity are kept for reuse.
 const POOLED_BUFFER_MAX: usize = 64 << 10;
 /// Most buffers kept for reuse.
@@ -69,6 +76,12 @@ pub struct Core {
     pub ws_out: Vec<u8>,
     /// WebSocket connections holding a close frame until their events are drained.
     pub deferred: Vec<u64>,
+    /// Connections with gathered bytes to write at the next flush point.
+    pub dirty: Vec<u64>,
+    /// Large buffers kept for reuse (see `give_buf`).
+    pub big_pool: Vec<Vec<u8>>,
+    /// Their total capacity.
+    pub big_pool_bytes: usize,
 }
 
 impl Core {
@@ -93,6 +106,9 @@ impl Core {
             ws_items: Vec::new(),
             ws_out: Vec::new(),
             deferred: Vec::new(),
+            dirty: Vec::new(),
+            big_pool: Vec::new(),
+            big_pool_bytes: 0,
         }
     }
 
@@ -108,12 +124,30 @@ impl Core {
         self.buf_pool.pop().unwrap_or_default()
     }
 
-    /// Gives a buffer back for reuse (dropped when large or when the pool is full).
+    /// Gives a buffer back for reuse. Small ones go to the small pool; large ones (big
+    /// messages, send buffers that held them) to a pool bounded in total bytes, because
+    /// fresh large allocations come from mmap and cost a page fault per 4 KiB touched.
     pub fn give_buf(&mut self, mut b: Vec<u8>) {
-        if b.capacity() > 0 && b.capacity() <= POOLED_BUFFER_MAX && self.buf_pool.len() < POOL_MAX {
-            b.clear();
-            self.buf_pool.push(b);
+        let cap = b.capacity();
+        if cap == 0 {
+            return;
         }
+        b.clear();
+        if cap <= POOLED_BUFFER_MAX {
+            if self.buf_pool.len() < POOL_MAX {
+                self.buf_pool.push(b);
+            }
+        } else if cap <= BIG_BUFFER_MAX && self.big_pool_bytes + cap <= BIG_POOL_BYTES {
+            self.big_pool_bytes += cap;
+            self.big_pool.push(b);
+        }
+    }
+
+    /// A large buffer from the pool, if one is kept.
+    pub fn take_big_buf(&mut self) -> Option<Vec<u8>> {
+        let b = self.big_pool.pop()?;
+        self.big_pool_bytes -= b.capacity();
+        Some(b)
     }
 
     /// Queues an event that is not tied to a connection's limits.
@@ -171,6 +205,19 @@ impl Core {
         if total == 0 {
             return Ok(());
         }
+        if total <= COALESCE_MAX && c.state == State::Open {
+            // Small sends are gathered and written once per connection when the
+            // application next calls into the manager (the drain call that follows its
+            // replies, or the next poll): a batch of echoes costs one write, not one each.
+            if c.wbuf.capacity() == 0 {
+                c.wbuf = self.take_buf();
+            }
+            for p in parts {
+                c.wbuf.extend_from_slice(p);
+            }
+            self.mark_dirty(c);
+            return Ok(());
+        }
         let mut written = 0;
         let stream = c.stream.as_mut().expect("can_send checked it");
         if c.wpos == c.wbuf.len()
@@ -198,7 +245,11 @@ impl Core {
         }
         if written < total {
             if c.wbuf.capacity() == 0 {
-                c.wbuf = self.take_buf();
+                c.wbuf = if total - written > POOLED_BUFFER_MAX {
+                    self.take_big_buf().unwrap_or_default()
+                } else {
+                    self.take_buf()
+                };
             }
             let mut skip = written;
             for p in parts {
@@ -248,6 +299,19 @@ impl Core {
         }
     }
 
+    /// Queues the connection for the next flush point. When the event queue is empty the
+    /// application may not call again before sleeping on the manager's fd: wake that fd
+    /// so the bytes still go out at its next poll.
+    pub fn mark_dirty(&mut self, c: &mut Conn) {
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(c.id);
+        }
+        if !self.in_poll && self.queue.is_empty() {
+            self.needs_wake = true;
+        }
+    }
+
     /// Writes buffered bytes until the socket stops taking them; then finishes a
     /// graceful close or emits a drain event as due.
     pub fn flush(&mut self, c: &mut Conn) {
@@ -287,6 +351,13 @@ impl Core {
                     return;
                 }
             }
+        }
+        if c.wpos < c.wbuf.len() {
+            // The socket is full: the rest goes out on its writable edge.
+            if c.buffered() > c.cfg.send_low_water {
+                c.drain_armed = true;
+            }
+            self.want_write(c);
         }
         if c.wpos == c.wbuf.len() && c.file.is_some() && c.state == State::Open {
             super::http::pump_file(self, c);

@@ -85,7 +85,7 @@ pub enum Entry {
 pub struct Manager {
     poll: Poll,
     events: Events,
-    ready: Vec<(Token, bool, bool)>,
+    ready: Vec<(Token, bool, bool, bool)>,
     /// Listeners and connections.
     pub entries: Slots<Entry>,
     /// Manager-wide state.
@@ -490,17 +490,36 @@ impl Manager {
 
     // ---- draining events ---------------------------------------------------------------------
 
-    /// Releases the payloads handed out by the previous drain call.
-    pub fn release(&mut self) {
-        for ev in self.core.delivered.drain(..) {
-            if let Payload::Owned(v) = ev.data {
-                if v.capacity() <= 64 << 10 && self.core.buf_pool.len() < 256 {
-                    let mut v = v;
-                    v.clear();
-                    self.core.buf_pool.push(v);
-                }
+    /// Writes what sends gathered since the last flush point.
+    pub fn flush_dirty(&mut self) {
+        if self.core.dirty.is_empty() {
+            return;
+        }
+        let dirty = std::mem::take(&mut self.core.dirty);
+        for &id in &dirty {
+            if let Some(Entry::Conn(c)) = self.entries.get_mut(id) {
+                c.dirty = false;
+                self.core.flush(c);
             }
         }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.core.dirty.is_empty() {
+            self.core.dirty = dirty;
+        }
+    }
+
+    /// Releases the payloads handed out by the previous drain call, and writes what the
+    /// application sent while handling them.
+    pub fn release(&mut self) {
+        self.flush_dirty();
+        let mut delivered = std::mem::take(&mut self.core.delivered);
+        for ev in delivered.drain(..) {
+            if let Payload::Owned(v) = ev.data {
+                self.core.give_buf(v);
+            }
+        }
+        self.core.delivered = delivered;
         for mut r in self.core.parked.drain(..) {
             if self.core.request_pool.len() < 64 {
                 r.clear();
@@ -617,15 +636,16 @@ impl Manager {
                 ev.token(),
                 ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                 ev.is_writable() || ev.is_write_closed() || ev.is_error(),
+                ev.is_read_closed() || ev.is_error(),
             ));
         }
         let ready = std::mem::take(&mut self.ready);
         self.last_poll_visits = ready.len() + self.core.retry.len();
-        for &(token, readable, writable) in &ready {
+        for &(token, readable, writable, closed) in &ready {
             match token {
                 WAKER => {}
                 TIMER => self.timerfd.clear(),
-                Token(index) => self.on_ready(index, readable, writable),
+                Token(index) => self.on_ready(index, readable, writable, closed),
             }
         }
         self.ready = ready;
@@ -635,10 +655,11 @@ impl Manager {
             self.on_readable(id);
         }
         self.run_timers();
+        self.flush_dirty();
         Ok(self.core.queue.len())
     }
 
-    fn on_ready(&mut self, index: usize, readable: bool, writable: bool) {
+    fn on_ready(&mut self, index: usize, readable: bool, writable: bool, closed: bool) {
         let id = match self.entries.at_mut(index) {
             Some(Entry::Listener(l)) => l.id,
             Some(Entry::Conn(c)) => c.id,
@@ -648,7 +669,13 @@ impl Manager {
             self.on_writable(id);
         }
         if readable {
-            self.on_readable(id);
+            match self.entries.get(id) {
+                // A fresh readiness edge without a peer close: a short read means the
+                // socket is empty, and new bytes bring a new edge, so the read that would
+                // only say WouldBlock is spared (one system call per message at depth 1).
+                Some(Entry::Conn(_)) => self.read_conn(id, !closed),
+                _ => self.on_readable(id),
+            }
         }
     }
 
@@ -696,12 +723,12 @@ impl Manager {
                 Some(ListenSocket::Udp(_)) => self.recv_datagrams(id),
                 None => {}
             },
-            Some(Entry::Conn(_)) => self.read_conn(id),
+            Some(Entry::Conn(_)) => self.read_conn(id, false),
             None => {}
         }
     }
 
-    fn read_conn(&mut self, id: u64) {
+    fn read_conn(&mut self, id: u64, stop_on_short_read: bool) {
         let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
             return;
         };
@@ -753,6 +780,13 @@ impl Manager {
             } else {
                 c.rbuf.extend_from_slice(&scratch[..n]);
                 resume_input(core, c);
+            }
+            // TLS may hold decrypted bytes beyond a short read: only plain TCP stops here.
+            if stop_on_short_read
+                && n < scratch.len()
+                && c.stream.as_ref().is_some_and(|s| !s.is_tls())
+            {
+                break;
             }
         }
         core.scratch = scratch;
@@ -875,7 +909,7 @@ impl Manager {
             self.core.schedule(c);
             // Data may already wait (the client spoke first): read it now, since the
             // edge for it may have come before registration.
-            self.read_conn(new_id);
+            self.read_conn(new_id, false);
         }
     }
 

@@ -133,7 +133,15 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     w.ping_sent_at = None; // any byte proves the peer is alive
     let mut items = std::mem::take(&mut core.ws_items);
     let mut out = core.take_ws_out();
+    let lend = !core.big_pool.is_empty();
+    if lend {
+        w.session.lend_buffers(&mut core.big_pool);
+    }
     let r = w.session.read(input, &mut items, &mut out);
+    if lend {
+        w.session.return_buffers(&mut core.big_pool);
+        core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
+    }
     let state = w.session.state();
     // Messages that came in the same read as a protocol failure or the peer's close must
     // be answerable before our close frame goes out (Autobahn 3.2, 5.15, 7.1.1 strict):
@@ -314,9 +322,16 @@ pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()
         return Err(Error::Closed(c.id));
     }
     let mut out = core.take_ws_out();
-    let r = w.session.send(op, data, &mut out).map_err(send_error);
-    let r = r.and_then(|()| core.send(c, &[&out]));
-    out.clear();
+    let r = match w
+        .session
+        .send_header(op, data, &mut out)
+        .map_err(send_error)
+    {
+        // Header and payload go out as two parts: one copy of the payload at most.
+        Ok(true) => core.send(c, &[&out, data]),
+        Ok(false) => core.send(c, &[&out]),
+        Err(e) => Err(e),
+    };
     core.ws_out = out;
     r
 }

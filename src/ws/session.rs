@@ -304,6 +304,9 @@ pub struct Session {
     failure_frame_len: usize,
     /// Length of the close frame sent in reply to the peer's.
     close_reply_len: usize,
+    /// Large empty buffers lent by the caller for the duration of a `read` (see
+    /// [`lend_buffers`](Self::lend_buffers)).
+    spares: Vec<Vec<u8>>,
 }
 
 impl Session {
@@ -331,6 +334,7 @@ impl Session {
             keys: None,
             failure_frame_len: 0,
             close_reply_len: 0,
+            spares: Vec::new(),
         }
     }
 
@@ -342,6 +346,26 @@ impl Session {
     /// Our end of the connection.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Lends empty buffers for the next `read`: a message that does not arrive whole in
+    /// one piece is assembled in one of them instead of a fresh allocation. Take them
+    /// back afterwards with [`return_buffers`](Self::return_buffers).
+    pub fn lend_buffers(&mut self, pool: &mut Vec<Vec<u8>>) {
+        std::mem::swap(&mut self.spares, pool);
+    }
+
+    /// Hands back the buffers lent by [`lend_buffers`](Self::lend_buffers) and not used.
+    pub fn return_buffers(&mut self, pool: &mut Vec<Vec<u8>>) {
+        std::mem::swap(&mut self.spares, pool);
+    }
+
+    fn use_spare(&mut self) {
+        if self.buffer.capacity() == 0 {
+            if let Some(b) = self.spares.pop() {
+                self.buffer = b;
+            }
+        }
     }
 
     /// Whether a fragmented message is being sent (other data frames must wait).
@@ -621,6 +645,7 @@ impl Session {
             return Ok(());
         }
         let cap = usize::try_from(self.max_message_size).unwrap_or(usize::MAX);
+        self.use_spare();
         reserve_capped(&mut self.buffer, chunk.len(), cap);
         self.buffer.extend_from_slice(chunk);
         if end {
@@ -917,6 +942,35 @@ impl Session {
             }
             OpCode::Close | OpCode::Continuation => Err(SendError::WrongOpcode),
         }
+    }
+
+    /// Like [`send`](Self::send), but where the frame goes out as it is (server role,
+    /// not compressed) only its header is appended to `out` and `Ok(true)` says the
+    /// caller must send `payload` right after it, sparing a copy of the payload. Otherwise
+    /// the whole frame is in `out` and the answer is `Ok(false)`.
+    pub fn send_header(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<bool, SendError> {
+        let plain = self.role == Role::Server
+            && matches!(opcode, OpCode::Text | OpCode::Binary)
+            && (self.deflate.is_none() || payload.len() < self.compress_threshold);
+        if !plain {
+            return self.send(opcode, payload, out).map(|()| false);
+        }
+        if self.state != State::Open {
+            return Err(SendError::NotOpen);
+        }
+        if self.sending.is_some() {
+            return Err(SendError::MessageInProgress);
+        }
+        if opcode == OpCode::Text && utf8::validate(payload).is_err() {
+            return Err(SendError::InvalidUtf8);
+        }
+        encode_header(true, false, opcode, None, payload.len() as u64, out);
+        Ok(true)
     }
 
     fn write_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
