@@ -5,7 +5,6 @@ use crate::config::ConnConfig;
 use crate::http::server::HttpConn;
 use crate::net::stream::Stream;
 use crate::url::Scheme;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,7 +18,7 @@ pub enum State {
     /// Flushing its send buffer; closes when it is empty.
     Closing,
     /// Write side shut down; input is discarded until EOF or the linger timeout.
-    Lingering(Instant),
+    Lingering,
     /// The socket is gone; the entry waits for its close event to be drained.
     Closed,
 }
@@ -45,16 +44,16 @@ pub struct WsConn {
     /// Close code for the close event (0: none yet).
     pub close_code: u16,
     /// Close reason for the close event.
-    pub close_reason: Vec<u8>,
+    pub close_reason: Box<[u8]>,
     /// When we sent a close frame and started waiting for the peer's.
-    pub close_sent_at: Option<Instant>,
+    pub close_sent_at: u64,
     /// The peer's close frame came before we sent one.
     pub peer_closed_first: bool,
     /// When a keepalive ping went out without an answer yet.
-    pub ping_sent_at: Option<Instant>,
+    pub ping_sent_at: u64,
     /// A protocol failure whose close frame waits until the application has answered
     /// the messages that arrived before the bad frame (Autobahn 3.2, 4.1.3, 5.15...).
-    pub deferred_close: Option<Vec<u8>>,
+    pub deferred_close: Option<Box<[u8]>>,
 }
 
 impl WsConn {
@@ -63,10 +62,10 @@ impl WsConn {
         WsConn {
             session,
             close_code: 0,
-            close_reason: Vec::new(),
-            close_sent_at: None,
+            close_reason: Box::default(),
+            close_sent_at: 0,
             peer_closed_first: false,
-            ping_sent_at: None,
+            ping_sent_at: 0,
             deferred_close: None,
         }
     }
@@ -115,16 +114,12 @@ pub struct Conn {
     /// The peer closed its write side.
     pub peer_eof: bool,
     /// Time of the last byte received (or of the connection's start).
-    pub last_read: Instant,
+    pub last_read: u64,
     /// When this connection's entry in the deadline heap is due, if it has one.
-    pub deadline_at: Option<Instant>,
+    pub deadline_at: u64,
     /// The socket is registered for writability too (only once a write had to wait:
     /// an always-writable registration would wake the host loop for nothing).
     pub want_write: bool,
-    /// Open-connection counter of the listener, decremented on close.
-    pub listener_count: Option<Arc<AtomicU32>>,
-    /// When the connection was accepted or established (TLS handshake timeout).
-    pub opened: Instant,
     /// The TLS handshake completed (and was reported).
     pub tls_ready: bool,
     /// Gathered bytes wait for the next flush point (the id is in `Core::dirty`).
@@ -176,11 +171,10 @@ impl Conn {
             read_paused: false,
             drain_armed: false,
             peer_eof: false,
-            last_read: now,
-            deadline_at: None,
+            last_read: crate::clock::tick(now),
+            deadline_at: 0,
             want_write: state == State::Connecting,
-            listener_count: None,
-            opened: now,
+
             tls_ready: false,
             dirty: false,
             file: None,
@@ -222,15 +216,23 @@ impl Conn {
     /// When the next timeout of this connection is due, and what it is.
     pub fn next_deadline(&self) -> Option<(Instant, Expiry)> {
         let cfg = &self.cfg;
-        let idle = || cfg.idle_timeout.map(|t| (self.last_read + t, Expiry::Idle));
+        let last_read = crate::clock::instant(self.last_read);
+        let idle = || cfg.idle_timeout.map(|t| (last_read + t, Expiry::Idle));
         match self.state {
             State::Closed => None,
-            State::Lingering(since) => Some((since + cfg.linger_timeout, Expiry::Linger)),
+            // Lingering starts the clock anew in `last_read` and discarded input does not
+            // move it.
+            State::Lingering => Some((last_read + cfg.linger_timeout, Expiry::Linger)),
             State::Closing => idle(),
             State::Connecting => idle(),
-            State::Open if self.stream.as_ref().is_some_and(|s| s.is_handshaking()) => cfg
-                .tls_handshake_timeout
-                .map(|t| (self.opened + t, Expiry::TlsHandshake)),
+            State::Open if self.stream.as_ref().is_some_and(|s| s.is_handshaking()) => {
+                let started = match &self.stream {
+                    Some(Stream::Tls(t)) => t.started,
+                    _ => last_read,
+                };
+                cfg.tls_handshake_timeout
+                    .map(|t| (started + t, Expiry::TlsHandshake))
+            }
             State::Open => match &self.proto {
                 Proto::Http(h) => {
                     if let (Some(t), Some(at)) = (cfg.header_timeout, h.head_started) {
@@ -244,13 +246,18 @@ impl Conn {
                     }
                 }
                 Proto::Ws(w) => {
-                    if let (Some(at), Some(t)) = (w.close_sent_at, cfg.close_timeout) {
-                        return Some((at + t, Expiry::CloseTimeout));
+                    if let (true, Some(t)) = (w.close_sent_at != 0, cfg.close_timeout) {
+                        return Some((
+                            crate::clock::instant(w.close_sent_at) + t,
+                            Expiry::CloseTimeout,
+                        ));
                     }
-                    let ping = match (w.ping_sent_at, cfg.ping_interval, cfg.pong_timeout) {
+                    let ping_sent =
+                        (w.ping_sent_at != 0).then(|| crate::clock::instant(w.ping_sent_at));
+                    let ping = match (ping_sent, cfg.ping_interval, cfg.pong_timeout) {
                         (Some(at), _, Some(t)) => Some((at + t, Expiry::PongTimeout)),
                         (Some(_), _, None) => None,
-                        (None, Some(every), _) => Some((self.last_read + every, Expiry::Ping)),
+                        (None, Some(every), _) => Some((last_read + every, Expiry::Ping)),
                         (None, None, _) => None,
                     };
                     match (ping, idle()) {
@@ -281,14 +288,4 @@ pub enum Expiry {
     PongTimeout,
     /// The peer did not answer our close frame.
     CloseTimeout,
-}
-
-impl Drop for Conn {
-    fn drop(&mut self) {
-        if self.stream.is_some() {
-            if let Some(c) = &self.listener_count {
-                c.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    }
 }

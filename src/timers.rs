@@ -84,24 +84,28 @@ impl Timers {
 }
 
 /// Deadlines of connections: one heap entry per connection at most, re-checked when due.
+/// Entries are (tick, id) pairs (see `crate::clock`): 16 bytes each.
 #[derive(Default)]
 pub struct Deadlines {
-    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
 impl Deadlines {
-    /// Schedules a check of connection `id` at `at`.
-    pub fn push(&mut self, at: Instant, id: u64) {
+    /// Schedules a check of connection `id` at tick `at`.
+    pub fn push(&mut self, at: u64, id: u64) {
         self.heap.push(Reverse((at, id)));
     }
 
     /// The earliest scheduled check (may be stale).
     pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((at, _))| *at)
+        self.heap
+            .peek()
+            .map(|Reverse((at, _))| crate::clock::instant(*at))
     }
 
-    /// Pops one entry due at `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, u64)> {
+    /// Pops one entry due at `now`: its tick and connection id.
+    pub fn pop_due(&mut self, now: Instant) -> Option<(u64, u64)> {
+        let now = crate::clock::tick(now);
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,

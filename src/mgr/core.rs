@@ -12,7 +12,6 @@ use crate::timers::Deadlines;
 use mio::Registry;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Size of the shared receive buffer: every read lands here first, so idle
@@ -176,8 +175,9 @@ impl Core {
     /// already in the heap.
     pub fn schedule(&mut self, c: &mut Conn) {
         if let Some((at, _)) = c.next_deadline() {
-            if c.deadline_at.is_none_or(|cur| at < cur) {
-                c.deadline_at = Some(at);
+            let at = crate::clock::tick_ceil(at);
+            if c.deadline_at == 0 || at < c.deadline_at {
+                c.deadline_at = at;
                 self.deadlines.push(at, c.id);
                 self.timer_dirty = true;
             }
@@ -405,7 +405,8 @@ impl Core {
         if let Some(s) = c.stream.as_mut() {
             s.shutdown_write();
         }
-        c.state = State::Lingering(self.now);
+        c.state = State::Lingering;
+        c.last_read = crate::clock::tick(self.now);
         self.schedule(c);
     }
 
@@ -417,9 +418,6 @@ impl Core {
         };
         let _ = self.registry.deregister(stream.tcp_mut());
         drop(stream);
-        if let Some(count) = &c.listener_count {
-            count.fetch_sub(1, Ordering::Relaxed);
-        }
         self.conn_count = self.conn_count.saturating_sub(1);
         c.state = State::Closed;
         c.file = None;

@@ -29,11 +29,12 @@ use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
+/// Event queue capacity kept after a burst has drained.
+const QUEUE_KEEP: usize = 256;
 const TIMER: Token = Token(usize::MAX - 2);
 
 /// A listening socket.
@@ -59,7 +60,7 @@ pub struct Listener {
     /// Limits shared by accepted connections.
     pub conn_cfg: Arc<crate::config::ConnConfig>,
     /// Open accepted connections.
-    pub open: Arc<AtomicU32>,
+    pub open: u32,
     /// The address it is bound to.
     pub local: SocketAddr,
     /// UDP: the peer of the last datagram, where `wss_conn_send` answers.
@@ -75,8 +76,8 @@ pub struct Listener {
 /// A table entry: a listener or a connection.
 #[derive(Debug)]
 pub enum Entry {
-    /// A listener.
-    Listener(Listener),
+    /// A listener (boxed: the table's slots stay small for connections).
+    Listener(Box<Listener>),
     /// A connection.
     Conn(Box<Conn>),
 }
@@ -112,6 +113,7 @@ pub struct Manager {
 impl Manager {
     /// Creates a manager.
     pub fn new(cfg: MgrConfig) -> io::Result<Manager> {
+        crate::clock::epoch();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let timerfd = TimerFd::new()?;
@@ -203,14 +205,16 @@ impl Manager {
             socket: Some(socket),
             cfg: Arc::new(cfg),
             conn_cfg,
-            open: Arc::new(AtomicU32::new(0)),
+            open: 0,
             local,
             last_peer: None,
             tls,
             queued_events: 0,
             read_paused: false,
         };
-        let got = self.entries.insert_with(|_| Entry::Listener(listener));
+        let got = self
+            .entries
+            .insert_with(|_| Entry::Listener(Box::new(listener)));
         debug_assert_eq!(got, Some(id));
         self.core.push(Event::new(EventKind::Listen, id));
         Ok(id)
@@ -272,6 +276,7 @@ impl Manager {
                 sock,
                 tls,
                 peer_identity: None,
+                started: Instant::now(),
             })),
             None => Stream::Tcp(sock),
         };
@@ -519,6 +524,14 @@ impl Manager {
                 self.core.give_buf(v);
             }
         }
+        // A burst (thousands of connections at once) can leave these large; give the
+        // memory back once it has passed.
+        if delivered.capacity() > QUEUE_KEEP {
+            delivered.shrink_to(QUEUE_KEEP);
+        }
+        if self.core.queue.is_empty() && self.core.queue.capacity() > QUEUE_KEEP {
+            self.core.queue.shrink_to(QUEUE_KEEP);
+        }
         self.core.delivered = delivered;
         for mut r in self.core.parked.drain(..) {
             if self.core.request_pool.len() < 64 {
@@ -583,6 +596,9 @@ impl Manager {
 
     fn remove_entry(&mut self, id: u64) {
         if let Some(Entry::Conn(mut c)) = self.entries.remove(id) {
+            if let Some(Entry::Listener(l)) = self.entries.get_mut(c.parent) {
+                l.open = l.open.saturating_sub(1);
+            }
             if let Proto::Http(h) = &mut c.proto {
                 if let Some(r) = h.take_request() {
                     self.core.parked.push(r);
@@ -698,8 +714,10 @@ impl Manager {
             match stream.tcp().peer_addr() {
                 Ok(_) => {
                     c.state = State::Open;
-                    c.last_read = self.core.now;
-                    c.opened = self.core.now;
+                    c.last_read = crate::clock::tick(self.core.now);
+                    if let Some(Stream::Tls(t)) = c.stream.as_mut() {
+                        t.started = self.core.now;
+                    }
                     let ev = Event::new(EventKind::Connect, c.id);
                     self.core.push_for(c, ev);
                     ws::client_start(&mut self.core, c);
@@ -738,7 +756,7 @@ impl Manager {
             if c.stream.is_none() || c.state == State::Connecting {
                 break;
             }
-            let discard = matches!(c.state, State::Lingering(_) | State::Closing);
+            let discard = matches!(c.state, State::Lingering | State::Closing);
             if !discard && c.input_blocked() {
                 c.read_paused = true;
                 break;
@@ -764,11 +782,11 @@ impl Manager {
                     break;
                 }
             };
-            c.last_read = core.now;
             tls_progress(core, c);
             if discard {
                 continue;
             }
+            c.last_read = crate::clock::tick(core.now);
             if c.rbuf.is_empty() {
                 let used = process_input(core, c, &mut scratch[..n]);
                 if used < n && c.state != State::Closed {
@@ -852,16 +870,16 @@ impl Manager {
                 }
             };
             self.fd_exhaustion_reported = false;
-            let over_listener = l.cfg.max_connections != 0
-                && l.open.load(Ordering::Relaxed) >= l.cfg.max_connections;
+            let over_listener = l.cfg.max_connections != 0 && l.open >= l.cfg.max_connections;
             if over_listener || self.core.conn_count >= self.cfg.max_connections {
                 // Refuse cleanly: the socket closes at once; existing connections go on.
                 drop(stream);
                 continue;
             }
             let _ = stream.set_nodelay(true);
-            let (scheme, cfg, open, tls) =
-                (l.scheme, l.conn_cfg.clone(), l.open.clone(), l.tls.clone());
+            // Counted until its close event is drained (see remove_entry).
+            l.open += 1;
+            let (scheme, cfg, tls) = (l.scheme, l.conn_cfg.clone(), l.tls.clone());
             let Some(new_id) = self.entries.next_id() else {
                 drop(stream);
                 return;
@@ -877,7 +895,6 @@ impl Manager {
                 self.core.push(ev);
                 continue;
             }
-            open.fetch_add(1, Ordering::Relaxed);
             self.core.conn_count += 1;
             let now = self.core.now;
             let stream = match tls {
@@ -887,6 +904,7 @@ impl Manager {
                         sock: stream,
                         tls,
                         peer_identity: None,
+                        started: Instant::now(),
                     })),
                     Err(e) => {
                         let mut ev = Event::new(EventKind::Error, id)
@@ -897,8 +915,7 @@ impl Manager {
                     }
                 },
             };
-            let mut conn = Conn::new(new_id, id, scheme, stream, cfg, State::Open, now);
-            conn.listener_count = Some(open);
+            let conn = Conn::new(new_id, id, scheme, stream, cfg, State::Open, now);
             self.entries.insert_with(|_| Entry::Conn(Box::new(conn)));
             let Some(Entry::Conn(c)) = self.entries.get_mut(new_id) else {
                 continue;
@@ -1072,10 +1089,10 @@ impl Manager {
             let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
                 continue;
             };
-            if c.deadline_at != Some(at) {
+            if c.deadline_at != at {
                 continue; // superseded by an earlier entry
             }
-            c.deadline_at = None;
+            c.deadline_at = 0;
             if let Some((due, what)) = c.next_deadline() {
                 if due <= now {
                     expire(&mut self.core, c, what);
@@ -1163,7 +1180,7 @@ fn on_eof(core: &mut Core, c: &mut Conn) {
             core.close_now(c, true, None);
         }
         // We had started closing (flushing or lingering): the peer only answered.
-        State::Closing | State::Lingering(_) => core.close_now(c, false, None),
+        State::Closing | State::Lingering => core.close_now(c, false, None),
         _ => core.close_now(c, true, None),
     }
 }

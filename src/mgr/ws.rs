@@ -130,16 +130,14 @@ fn status_text(s: u16) -> &'static str {
 /// Feeds received bytes to the session; returns the bytes consumed.
 pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     let Proto::Ws(w) = &mut c.proto else { return 0 };
-    w.ping_sent_at = None; // any byte proves the peer is alive
+    w.ping_sent_at = 0; // any byte proves the peer is alive
     let mut items = std::mem::take(&mut core.ws_items);
     let mut out = core.take_ws_out();
-    let lend = !core.big_pool.is_empty();
-    if lend {
-        w.session.lend_buffers(&mut core.big_pool);
-    }
-    let r = w.session.read(input, &mut items, &mut out);
-    if lend {
-        w.session.return_buffers(&mut core.big_pool);
+    let pooled = core.big_pool.len();
+    let r = w
+        .session
+        .read_pooled(input, &mut items, &mut out, &mut core.big_pool);
+    if core.big_pool.len() != pooled {
         core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
     }
     let state = w.session.state();
@@ -204,12 +202,12 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     core.ws_items = items;
     if let Proto::Ws(w) = &mut c.proto {
         if let Some((code, reason)) = closing {
-            if w.close_sent_at.is_none() {
+            if w.close_sent_at == 0 {
                 w.peer_closed_first = true;
             }
-            if w.close_code == 0 || w.close_sent_at.is_none() {
+            if w.close_code == 0 || w.close_sent_at == 0 {
                 w.close_code = code;
-                w.close_reason = reason;
+                w.close_reason = reason.into_boxed_slice();
             }
         }
     }
@@ -225,7 +223,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
                 // closes the TCP connection first; the client shuts down its side too.
                 match (deferred, &mut c.proto) {
                     (Some(frame), Proto::Ws(w)) => {
-                        w.deferred_close = Some(frame);
+                        w.deferred_close = Some(frame.into_boxed_slice());
                         core.deferred.push(c.id);
                     }
                     _ => core.close_graceful(c),
@@ -236,7 +234,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
         Err(f) => {
             if let Proto::Ws(w) = &mut c.proto {
                 w.close_code = f.code;
-                w.close_reason = f.reason.as_bytes().to_vec();
+                w.close_reason = f.reason.as_bytes().into();
             }
             let mut ev = Event::new(EventKind::Error, c.id).with_data(Payload::Static(f.reason));
             ev.code = i32::from(f.code);
@@ -244,7 +242,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
             core.push(ev);
             match (deferred, &mut c.proto) {
                 (Some(frame), Proto::Ws(w)) => {
-                    w.deferred_close = Some(frame);
+                    w.deferred_close = Some(frame.into_boxed_slice());
                     core.deferred.push(c.id);
                 }
                 _ => core.close_graceful(c),
@@ -369,8 +367,8 @@ pub fn close(core: &mut Core, c: &mut Conn, code: u16, reason: &[u8]) -> Result<
     let r = w.session.close(code, reason, &mut out).map_err(send_error);
     if r.is_ok() {
         w.close_code = code;
-        w.close_reason = reason.to_vec();
-        w.close_sent_at = Some(std::time::Instant::now());
+        w.close_reason = reason.into();
+        w.close_sent_at = crate::clock::tick(std::time::Instant::now());
     }
     let r = r.and_then(|()| core.send(c, &[&out]));
     out.clear();
@@ -385,7 +383,7 @@ pub fn keepalive(core: &mut Core, c: &mut Conn) {
     if w.session.state() != WsState::Open {
         return;
     }
-    w.ping_sent_at = Some(core.now);
+    w.ping_sent_at = crate::clock::tick(core.now);
     let _ = send(core, c, b"", OpCode::Ping);
 }
 
@@ -396,7 +394,7 @@ pub fn close_info(c: &mut Conn) -> Option<(u16, Vec<u8>)> {
         Proto::Ws(w) => Some(if w.close_code == 0 {
             (ABNORMAL, Vec::new())
         } else {
-            (w.close_code, std::mem::take(&mut w.close_reason))
+            (w.close_code, std::mem::take(&mut w.close_reason).into_vec())
         }),
         _ => None,
     }
@@ -496,7 +494,7 @@ pub fn close_event(c: &mut Conn, ev: &mut Event) {
     // the socket-level answer the caller gave stands.
     let started = match &c.proto {
         Proto::Ws(w) if w.peer_closed_first => Some(true),
-        Proto::Ws(w) if w.close_sent_at.is_some() || w.close_code != 0 => Some(false),
+        Proto::Ws(w) if w.close_sent_at != 0 || w.close_code != 0 => Some(false),
         _ => None,
     };
     if let Some((code, reason)) = close_info(c) {

@@ -13,6 +13,8 @@ pub struct TlsConn {
     pub tls: TlsStream,
     /// The verified client certificate's identity (mutual TLS), once the handshake is done.
     pub peer_identity: Option<String>,
+    /// When the handshake started (for its timeout).
+    pub started: std::time::Instant,
 }
 
 /// A connected stream socket.

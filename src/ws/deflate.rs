@@ -359,6 +359,9 @@ impl DeflateConfig {
 pub struct Deflater {
     inner: Compress,
     no_context_takeover: bool,
+    /// Compressed output, reused between messages (kept here, with the rest of the
+    /// compression state, so that sessions that never compress stay small).
+    pub scratch: Vec<u8>,
 }
 
 impl fmt::Debug for Deflater {
@@ -401,6 +404,7 @@ impl Deflater {
         Self {
             inner: Compress::new_with_window_bits(Compression::new(level), false, bits),
             no_context_takeover,
+            scratch: Vec::new(),
         }
     }
 

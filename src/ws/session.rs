@@ -291,22 +291,19 @@ pub struct Session {
     /// A control frame's payload when it arrives over several reads.
     control: Vec<u8>,
     incoming_utf8: Utf8Validator,
-    inflater: Option<Inflater>,
-    deflater: Option<Deflater>,
-    /// Compression output, reused between messages.
-    scratch: Vec<u8>,
+    // Boxed: the compression states are large and most connections never use them;
+    // an idle session should stay small (memory per idle connection).
+    inflater: Option<Box<Inflater>>,
+    deflater: Option<Box<Deflater>>,
     /// `Some(text)` while a fragmented message is being sent.
     sending: Option<bool>,
     outgoing_utf8: Utf8Validator,
     /// Masking keys (client role only).
     keys: Option<Box<MaskKeys>>,
     /// Length of the close frame `fail` appended.
-    failure_frame_len: usize,
+    failure_frame_len: u16,
     /// Length of the close frame sent in reply to the peer's.
-    close_reply_len: usize,
-    /// Large empty buffers lent by the caller for the duration of a `read` (see
-    /// [`lend_buffers`](Self::lend_buffers)).
-    spares: Vec<Vec<u8>>,
+    close_reply_len: u16,
 }
 
 impl Session {
@@ -328,13 +325,11 @@ impl Session {
             incoming_utf8: Utf8Validator::new(),
             inflater: None,
             deflater: None,
-            scratch: Vec::new(),
             sending: None,
             outgoing_utf8: Utf8Validator::new(),
             keys: None,
             failure_frame_len: 0,
             close_reply_len: 0,
-            spares: Vec::new(),
         }
     }
 
@@ -346,26 +341,6 @@ impl Session {
     /// Our end of the connection.
     pub fn role(&self) -> Role {
         self.role
-    }
-
-    /// Lends empty buffers for the next `read`: a message that does not arrive whole in
-    /// one piece is assembled in one of them instead of a fresh allocation. Take them
-    /// back afterwards with [`return_buffers`](Self::return_buffers).
-    pub fn lend_buffers(&mut self, pool: &mut Vec<Vec<u8>>) {
-        std::mem::swap(&mut self.spares, pool);
-    }
-
-    /// Hands back the buffers lent by [`lend_buffers`](Self::lend_buffers) and not used.
-    pub fn return_buffers(&mut self, pool: &mut Vec<Vec<u8>>) {
-        std::mem::swap(&mut self.spares, pool);
-    }
-
-    fn use_spare(&mut self) {
-        if self.buffer.capacity() == 0 {
-            if let Some(b) = self.spares.pop() {
-                self.buffer = b;
-            }
-        }
     }
 
     /// Whether a fragmented message is being sent (other data frames must wait).
@@ -398,10 +373,23 @@ impl Session {
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
     ) -> Result<usize, Failure> {
+        self.read_pooled(input, items, out, &mut Vec::new())
+    }
+
+    /// [`read`](Self::read), with empty buffers to lend: a message that does not arrive
+    /// whole in one piece is assembled in one of them (popped from `spares`) instead of
+    /// a fresh allocation, so large messages reuse memory that is already mapped.
+    pub fn read_pooled(
+        &mut self,
+        input: &mut [u8],
+        items: &mut Vec<Incoming>,
+        out: &mut Vec<u8>,
+        spares: &mut Vec<Vec<u8>>,
+    ) -> Result<usize, Failure> {
         if !self.is_reading() {
             return Ok(input.len());
         }
-        match self.read_frames(input, items, out) {
+        match self.read_frames(input, items, out, spares) {
             Ok(consumed) => Ok(consumed),
             Err(failure) => {
                 self.fail(failure, out);
@@ -419,6 +407,7 @@ impl Session {
         input: &mut [u8],
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
+        spares: &mut Vec<Vec<u8>>,
     ) -> Result<usize, Failure> {
         let mut pos = 0;
         loop {
@@ -453,7 +442,7 @@ impl Session {
             let complete = frame.remaining == 0;
             self.frame = if complete { None } else { Some(frame) };
             if n > 0 || complete {
-                self.on_payload(&frame, chunk, complete, items, out)?;
+                self.on_payload(&frame, chunk, complete, items, out, spares)?;
             }
             if !complete {
                 // All input used, the frame goes on in the next read.
@@ -572,6 +561,7 @@ impl Session {
         complete: bool,
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
+        spares: &mut Vec<Vec<u8>>,
     ) -> Result<(), Failure> {
         if frame.opcode.is_control() {
             if !complete {
@@ -597,7 +587,7 @@ impl Session {
             if message.compressed {
                 self.on_compressed(&mut message, chunk, end, items)?;
             } else {
-                self.on_plain(&mut message, chunk, end, items)?;
+                self.on_plain(&mut message, chunk, end, items, spares)?;
             }
         }
         self.message = if end { None } else { Some(message) };
@@ -611,6 +601,7 @@ impl Session {
         chunk: &[u8],
         end: bool,
         items: &mut Vec<Incoming>,
+        spares: &mut Vec<Vec<u8>>,
     ) -> Result<(), Failure> {
         if message.text {
             self.incoming_utf8
@@ -645,7 +636,11 @@ impl Session {
             return Ok(());
         }
         let cap = usize::try_from(self.max_message_size).unwrap_or(usize::MAX);
-        self.use_spare();
+        if self.buffer.capacity() == 0 {
+            if let Some(b) = spares.pop() {
+                self.buffer = b;
+            }
+        }
         reserve_capped(&mut self.buffer, chunk.len(), cap);
         self.buffer.extend_from_slice(chunk);
         if end {
@@ -694,7 +689,7 @@ impl Session {
         }
         let inflater = self
             .inflater
-            .get_or_insert_with(|| Inflater::new(peer_no_context_takeover));
+            .get_or_insert_with(|| Box::new(Inflater::new(peer_no_context_takeover)));
         let budget = |message: &MessageInProgress| {
             usize::try_from(self.max_message_size.saturating_sub(message.size))
                 .unwrap_or(usize::MAX)
@@ -822,7 +817,7 @@ impl Session {
                 echoed.as_ref().map_or(&[][..], |c| &c[..]),
                 out,
             );
-            self.close_reply_len = out.len() - before;
+            self.close_reply_len = u16::try_from(out.len() - before).unwrap_or(0);
             self.state = State::CloseReceived;
         } else {
             self.state = State::Closed;
@@ -847,11 +842,10 @@ impl Session {
                 self.write_frame(true, false, OpCode::Close, &payload, out);
             }
         }
-        self.failure_frame_len = out.len() - before;
+        self.failure_frame_len = u16::try_from(out.len() - before).unwrap_or(0);
         self.state = State::Failed;
         self.release_read_state();
         self.deflater = None;
-        self.scratch = Vec::new();
     }
 
     /// After a failed `read`: how many bytes at the end of `out` are the failure's close
@@ -859,14 +853,14 @@ impl Session {
     /// hold those bytes back until the application has answered the messages that came
     /// before the bad frame.
     pub fn failure_frame_len(&self) -> usize {
-        self.failure_frame_len
+        usize::from(self.failure_frame_len)
     }
 
     /// After a `read` that received the peer's close (state `CloseReceived`): how many
     /// bytes at the end of `out` are our reply. A caller may hold them back until the
     /// application has answered the messages that came before the close.
     pub fn close_reply_len(&self) -> usize {
-        self.close_reply_len
+        usize::from(self.close_reply_len)
     }
 
     /// Frees everything kept for reading once no more input will be read.
@@ -994,8 +988,8 @@ impl Session {
         let level = self.compression_level;
         let deflater = self
             .deflater
-            .get_or_insert_with(|| Deflater::new(level, bits, no_context_takeover));
-        let mut scratch = std::mem::take(&mut self.scratch);
+            .get_or_insert_with(|| Box::new(Deflater::new(level, bits, no_context_takeover)));
+        let mut scratch = std::mem::take(&mut deflater.scratch);
         scratch.clear();
         // Without context takeover nothing depends on this message having
         // gone through the compressor, so an incompressible message can go
@@ -1011,7 +1005,9 @@ impl Session {
         if scratch.capacity() > SCRATCH_KEEP {
             scratch = Vec::new();
         }
-        self.scratch = scratch;
+        if let Some(d) = self.deflater.as_mut() {
+            d.scratch = scratch;
+        }
     }
 
     /// Appends one frame of a fragmented message: `Text` or `Binary` for the
@@ -1075,7 +1071,6 @@ impl Session {
         self.state = State::CloseSent;
         self.sending = None;
         self.deflater = None;
-        self.scratch = Vec::new();
         // From now on incoming data is discarded, including the rest of a
         // message already under way.
         if let Some(message) = &mut self.message {
