@@ -592,7 +592,14 @@ static void strict_process(struct app *a, struct input *in) {
     in->start += HDR_SIZE + (size_t) size;
     in->len -= HDR_SIZE + (size_t) size;
   }
-  if (in->len == 0) in->start = 0;
+  if (in->len == 0) {
+    in->start = 0;
+    if (in->cap > (1u << 20)) { /* give back what a large message took */
+      free(in->buf);
+      in->buf = NULL;
+      in->cap = 0;
+    }
+  }
 }
 
 static void input_eof(struct app *a, struct input *in) {

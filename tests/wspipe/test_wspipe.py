@@ -744,10 +744,18 @@ async def access_log_common_log_format():
                 s.sendall(b"GET /plain HTTP/1.1\r\nHost: x\r\nOrigin: http://ok.example\r\n\r\n")
                 reply = s.recv(100)
             check(reply.startswith(b"HTTP/1.1 400"), f"plain GET: {reply!r}")
+            # A handshake of another WebSocket version.
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+                s.sendall(b"GET /v8 HTTP/1.1\r\nHost: x\r\nOrigin: http://ok.example\r\n"
+                          b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          b"Sec-WebSocket-Version: 8\r\n\r\n")
+                reply = s.recv(100)
+            check(reply.startswith(b"HTTP/1.1 426"), f"version 8: {reply!r}")
             await asyncio.sleep(0.2)
         with open(log) as f:
             lines = f.read().splitlines()
-        check(len(lines) == 3, f"{len(lines)} lines: {lines}")
+        check(len(lines) == 4, f"{len(lines)} lines: {lines}")
         m = [CLF.match(line) for line in lines]
         check(all(m), f"not in Common/Combined Log Format: {lines}")
         check(m[0]["ip"] == "127.0.0.1" and m[0]["req"] == "GET /live?x=1 HTTP/1.1"
@@ -755,6 +763,7 @@ async def access_log_common_log_format():
               and m[0]["ua"] == 'wspipe-test/1.0 (\\"quoted\\")', lines[0])
         check(m[1]["status"] == "403" and m[1]["req"] == "GET / HTTP/1.1", lines[1])
         check(m[2]["status"] == "400" and m[2]["req"] == "GET /plain HTTP/1.1", lines[2])
+        check(m[3]["status"] == "426" and m[3]["req"] == "GET /v8 HTTP/1.1", lines[3])
 
 
 @test
