@@ -4,7 +4,8 @@
 # build (release library + C examples), symbols (wss_ prefix), c (C API test, also under
 # valgrind), install (pkg-config build against a temporary prefix), interop (Python
 # websockets against ws_echo over ws:// and wss://, the library's client against a Python
-# server), lua (busted, under
+# server), examples (the C examples as a user runs them, https:// and wss:// included),
+# lua (busted, under
 # valgrind, headless Chromium, docs coverage, rockspec), autobahn (when ../shared/autobahn
 # exists), soak (60 s), asan (C test and busted against an AddressSanitizer build), fuzz
 # (every target for FUZZ_SECS, default 30).
@@ -108,6 +109,7 @@ run symbols suite_symbols
 run c suite_c
 run install suite_install
 run interop scripts/test-interop.sh
+run examples scripts/test-examples.sh
 run lua scripts/test-lua.sh
 run autobahn scripts/autobahn.sh
 run soak suite_soak

@@ -101,6 +101,8 @@ pub struct Conn {
     pub wbuf: Vec<u8>,
     /// How much of `wbuf` is already written.
     pub wpos: usize,
+    /// More bytes waiting behind `wbuf`, in chunks (only while a backlog exists).
+    pub wmore: Option<Box<WriteQueue>>,
     /// Socket life.
     pub state: State,
     /// Events queued for this connection and not yet drained.
@@ -126,6 +128,15 @@ pub struct Conn {
     pub dirty: bool,
     /// A file being streamed as the body of the current reply.
     pub file: Option<Box<FileBody>>,
+}
+
+/// Send chunks queued behind a connection's head buffer.
+#[derive(Debug, Default)]
+pub struct WriteQueue {
+    /// The chunks, oldest first.
+    pub chunks: std::collections::VecDeque<Vec<u8>>,
+    /// Their total length.
+    pub bytes: usize,
 }
 
 /// The rest of a file to send.
@@ -165,6 +176,7 @@ impl Conn {
             rbuf: Vec::new(),
             wbuf: Vec::new(),
             wpos: 0,
+            wmore: None,
             state,
             queued_events: 0,
             queued_bytes: 0,
@@ -183,7 +195,7 @@ impl Conn {
 
     /// Bytes waiting in the send buffer.
     pub fn buffered(&self) -> usize {
-        self.wbuf.len() - self.wpos
+        self.wbuf.len() - self.wpos + self.wmore.as_ref().map_or(0, |q| q.bytes)
     }
 
     /// Whether the application may still send.

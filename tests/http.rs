@@ -438,5 +438,7 @@ fn half_closed_client_still_gets_its_answer() {
     c.read_to_end(&mut all).unwrap();
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(text.contains("Connection: close"));
+    // read_to_end returned: the server closed after answering. (Whether the reply says
+    // "Connection: close" depends on whether the FIN was read before the application
+    // answered; both are correct.)
 }

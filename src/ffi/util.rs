@@ -152,86 +152,77 @@ pub unsafe extern "C" fn wss_crc32(crc: u32, data: *const u8, len: usize) -> u32
     })
 }
 
-/// MD5 digest of `len` bytes into `out[16]`.
-/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
-#[no_mangle]
-pub unsafe extern "C" fn wss_md5(data: *const u8, len: usize, out: *mut u8) -> wss_result {
+/// Runs a digest over the caller's bytes and copies it into `out` (raw) or writes it
+/// as hex plus a NUL (`hex`): the shared body of the four digest functions.
+///
+/// # Safety
+/// `data` has `len` readable bytes (or is NULL with `len` 0); `out` has room for the
+/// digest (twice its size plus one in hex).
+unsafe fn digest_into(
+    data: *const u8,
+    len: usize,
+    out: *mut u8,
+    hex_out: bool,
+    digest: fn(&[u8]) -> Vec<u8>,
+) -> wss_result {
     boundary(|| {
         check_null!(out);
         // SAFETY: `len` readable bytes (or len 0).
         let Some(data) = (unsafe { slice(data, len) }) else {
             return wss_result::WSS_RESULT_NULL_PARAMETER;
         };
-        let d = md5::compute(data);
-        // SAFETY: the caller provides 16 writable bytes.
-        unsafe { std::ptr::copy_nonoverlapping(d.0.as_ptr(), out, 16) };
-        wss_result::WSS_RESULT_OK
+        let d = digest(data);
+        let mut n = 0;
+        if hex_out {
+            let text = hex(&d);
+            // SAFETY: the caller provides 2 * digest length + 1 writable bytes.
+            unsafe { write_out(text.as_bytes(), true, out, text.len() + 1, &mut n) }
+        } else {
+            // SAFETY: the caller provides the digest's length in writable bytes.
+            unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), out, d.len()) };
+            wss_result::WSS_RESULT_OK
+        }
     })
+}
+
+fn md5_of(b: &[u8]) -> Vec<u8> {
+    md5::compute(b).0.to_vec()
+}
+
+fn sha1_of(b: &[u8]) -> Vec<u8> {
+    sha1::Sha1::digest(b).to_vec()
+}
+
+/// MD5 digest of `len` bytes into `out[16]`.
+/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
+#[no_mangle]
+pub unsafe extern "C" fn wss_md5(data: *const u8, len: usize, out: *mut u8) -> wss_result {
+    // SAFETY: forwarded contract (16 bytes at `out`).
+    unsafe { digest_into(data, len, out, false, md5_of) }
 }
 
 /// SHA-1 digest of `len` bytes into `out[20]`.
 /// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_sha1(data: *const u8, len: usize, out: *mut u8) -> wss_result {
-    boundary(|| {
-        check_null!(out);
-        // SAFETY: `len` readable bytes (or len 0).
-        let Some(data) = (unsafe { slice(data, len) }) else {
-            return wss_result::WSS_RESULT_NULL_PARAMETER;
-        };
-        let d = sha1::Sha1::digest(data);
-        // SAFETY: the caller provides 20 writable bytes.
-        unsafe { std::ptr::copy_nonoverlapping(d.as_ptr(), out, 20) };
-        wss_result::WSS_RESULT_OK
-    })
+    // SAFETY: forwarded contract (20 bytes at `out`).
+    unsafe { digest_into(data, len, out, false, sha1_of) }
 }
 
 /// MD5 of `len` bytes as 32 hex digits + NUL into `out[33]`.
 /// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_md5_hex(data: *const u8, len: usize, out: *mut c_char) -> wss_result {
-    boundary(|| {
-        check_null!(out);
-        // SAFETY: `len` readable bytes (or len 0).
-        let Some(data) = (unsafe { slice(data, len) }) else {
-            return wss_result::WSS_RESULT_NULL_PARAMETER;
-        };
-        let mut n = 0;
-        // SAFETY: the caller provides 33 writable bytes.
-        unsafe {
-            write_out(
-                hex(&md5::compute(data).0).as_bytes(),
-                true,
-                out.cast(),
-                33,
-                &mut n,
-            )
-        }
-    })
+    // SAFETY: forwarded contract (33 bytes at `out`).
+    unsafe { digest_into(data, len, out.cast(), true, md5_of) }
 }
 
 /// SHA-1 of `len` bytes as 40 hex digits + NUL into `out[41]`.
 /// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_sha1_hex(data: *const u8, len: usize, out: *mut c_char) -> wss_result {
-    boundary(|| {
-        check_null!(out);
-        // SAFETY: `len` readable bytes (or len 0).
-        let Some(data) = (unsafe { slice(data, len) }) else {
-            return wss_result::WSS_RESULT_NULL_PARAMETER;
-        };
-        let mut n = 0;
-        // SAFETY: the caller provides 41 writable bytes.
-        unsafe {
-            write_out(
-                hex(&sha1::Sha1::digest(data)).as_bytes(),
-                true,
-                out.cast(),
-                41,
-                &mut n,
-            )
-        }
-    })
+    // SAFETY: forwarded contract (41 bytes at `out`).
+    unsafe { digest_into(data, len, out.cast(), true, sha1_of) }
 }
 
 #[cfg(test)]

@@ -209,22 +209,14 @@ impl Core {
             // Small sends are gathered and written once per connection when the
             // application next calls into the manager (the drain call that follows its
             // replies, or the next poll): a batch of echoes costs one write, not one each.
-            if c.wbuf.capacity() == 0 {
-                c.wbuf = self.take_buf();
-            }
-            for p in parts {
-                c.wbuf.extend_from_slice(p);
-            }
+            self.append(c, parts, 0);
             self.mark_dirty(c);
             return Ok(());
         }
         let mut written = 0;
+        let idle = c.buffered() == 0;
         let stream = c.stream.as_mut().expect("can_send checked it");
-        if c.wpos == c.wbuf.len()
-            && c.state == State::Open
-            && !stream.is_handshaking()
-            && !stream.wants_write()
-        {
+        if idle && c.state == State::Open && !stream.is_handshaking() && !stream.wants_write() {
             let r = if parts.len() == 1 {
                 stream.write(parts[0])
             } else {
@@ -244,22 +236,7 @@ impl Core {
             }
         }
         if written < total {
-            if c.wbuf.capacity() == 0 {
-                c.wbuf = if total - written > POOLED_BUFFER_MAX {
-                    self.take_big_buf().unwrap_or_default()
-                } else {
-                    self.take_buf()
-                };
-            }
-            let mut skip = written;
-            for p in parts {
-                if skip >= p.len() {
-                    skip -= p.len();
-                    continue;
-                }
-                c.wbuf.extend_from_slice(&p[skip..]);
-                skip = 0;
-            }
+            self.append(c, parts, written);
             if c.buffered() > c.cfg.send_low_water {
                 c.drain_armed = true;
             }
@@ -299,6 +276,58 @@ impl Core {
         }
     }
 
+    /// Appends `parts` (minus their first `skip` bytes) to the send queue. Small amounts
+    /// go into the head buffer; a large one, or one behind a large backlog, becomes a
+    /// chunk of its own, so that a backlog of big messages is never copied again as a
+    /// single buffer grows.
+    fn append(&mut self, c: &mut Conn, parts: &[&[u8]], mut skip: usize) {
+        let add = parts.iter().map(|p| p.len()).sum::<usize>() - skip;
+        let pending = c.wbuf.len() - c.wpos;
+        let into_head = c.wmore.is_none() && (pending == 0 || pending + add <= POOLED_BUFFER_MAX);
+        let buf = if into_head {
+            if pending == 0 {
+                c.wbuf.clear();
+                c.wpos = 0;
+            }
+            if c.wbuf.capacity() == 0 {
+                c.wbuf = self.buffer_for(add);
+            }
+            &mut c.wbuf
+        } else {
+            let room = c
+                .wmore
+                .as_ref()
+                .and_then(|q| q.chunks.back())
+                .map_or(0, |b| b.capacity() - b.len());
+            let fresh = (room < add).then(|| self.buffer_for(add.max(POOLED_BUFFER_MAX / 2)));
+            let q = c.wmore.get_or_insert_with(Default::default);
+            if let Some(b) = fresh {
+                q.chunks.push_back(b);
+            }
+            q.bytes += add;
+            q.chunks.back_mut().expect("a chunk was pushed")
+        };
+        for p in parts {
+            if skip >= p.len() {
+                skip -= p.len();
+                continue;
+            }
+            buf.extend_from_slice(&p[skip..]);
+            skip = 0;
+        }
+    }
+
+    /// An empty buffer for `n` bytes: a pooled large one when it is large.
+    fn buffer_for(&mut self, n: usize) -> Vec<u8> {
+        let mut b = if n > POOLED_BUFFER_MAX {
+            self.take_big_buf().unwrap_or_default()
+        } else {
+            self.take_buf()
+        };
+        b.reserve(n);
+        b
+    }
+
     /// Queues the connection for the next flush point. When the event queue is empty the
     /// application may not call again before sleeping on the manager's fd: wake that fd
     /// so the bytes still go out at its next poll.
@@ -336,30 +365,55 @@ impl Core {
         if stream.is_handshaking() {
             return;
         }
-        while c.wpos < c.wbuf.len() {
-            match stream.write(&c.wbuf[c.wpos..]) {
-                Ok(0) => break,
-                Ok(n) => c.wpos += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => {
-                    self.close_now(
-                        c,
-                        true,
-                        Some((crate::error::code::IO, format!("write failed: {e}"))),
-                    );
-                    return;
+        loop {
+            let mut blocked = false;
+            while c.wpos < c.wbuf.len() {
+                match stream.write(&c.wbuf[c.wpos..]) {
+                    Ok(0) => {
+                        blocked = true;
+                        break;
+                    }
+                    Ok(n) => c.wpos += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) => {
+                        self.close_now(
+                            c,
+                            true,
+                            Some((crate::error::code::IO, format!("write failed: {e}"))),
+                        );
+                        return;
+                    }
                 }
             }
+            if blocked {
+                break;
+            }
+            // The head is written: the next chunk of the queue takes its place.
+            let Some(q) = c.wmore.as_mut() else { break };
+            let Some(next) = q.chunks.pop_front() else {
+                c.wmore = None;
+                break;
+            };
+            q.bytes -= next.len();
+            if q.chunks.is_empty() {
+                c.wmore = None;
+            }
+            let done = std::mem::replace(&mut c.wbuf, next);
+            c.wpos = 0;
+            self.give_buf(done);
         }
-        if c.wpos < c.wbuf.len() {
+        if c.buffered() > 0 {
             // The socket is full: the rest goes out on its writable edge.
             if c.buffered() > c.cfg.send_low_water {
                 c.drain_armed = true;
             }
             self.want_write(c);
         }
-        if c.wpos == c.wbuf.len() && c.file.is_some() && c.state == State::Open {
+        if c.buffered() == 0 && c.file.is_some() && c.state == State::Open {
             super::http::pump_file(self, c);
             if c.stream.is_none() {
                 return;
@@ -423,6 +477,11 @@ impl Core {
         c.file = None;
         let r = std::mem::take(&mut c.rbuf);
         self.give_buf(r);
+        if let Some(q) = c.wmore.take() {
+            for b in q.chunks {
+                self.give_buf(b);
+            }
+        }
         let w = std::mem::take(&mut c.wbuf);
         self.give_buf(w);
         c.wpos = 0;

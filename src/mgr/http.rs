@@ -463,7 +463,7 @@ pub fn pump_file(core: &mut Core, c: &mut Conn) {
             finish(core, c, keep_alive);
             return;
         }
-        if c.wpos < c.wbuf.len() {
+        if c.wpos < c.wbuf.len() || c.wmore.is_some() {
             return; // the socket is full; the next writable event continues
         }
         if c.wbuf.capacity() == 0 {

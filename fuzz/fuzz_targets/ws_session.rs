@@ -1,6 +1,6 @@
-//! The WebSocket session, server side (masked client frames; with and without
-//! permessage-deflate), fed in pieces: no panic, limits hold, only a partial header is
-//! ever left unconsumed.
+//! The WebSocket session, both roles (the server reads masked frames, the client
+//! unmasked ones; with and without permessage-deflate), fed in pieces: no panic, limits
+//! hold, only a partial header is ever left unconsumed.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,8 +8,9 @@ use wsserver::ws::deflate::{DeflateConfig, DeflateParams};
 use wsserver::ws::{Role, Session, SessionConfig};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, input)) = data.split_first() else { return };
-    let mut cfg = SessionConfig::new(Role::Server);
+    let [mode, role, input @ ..] = data else { return };
+    let mode = *mode;
+    let mut cfg = SessionConfig::new(if role & 1 == 0 { Role::Server } else { Role::Client });
     cfg.max_frame_size = 64 << 10;
     cfg.max_message_size = 256 << 10;
     cfg.stream_fragments = mode & 1 != 0;
