@@ -351,37 +351,39 @@ static void out_queue(struct output *o, const uint8_t *p, size_t n) {
 /* Writes one message (hdr then payload) or queues it, or drops it whole. */
 static void out_message(struct output *o, const uint8_t *hdr, size_t hlen, const uint8_t *p,
                         size_t n) {
-  if (o->dead) return;
-  if (!out_open(o)) {
-    out_drop(o, o->path ? "no reader" : "closed");
-    return;
-  }
   size_t total = hlen + n;
-  if (o->qlen > 0) {
-    if (o->qlen + total > o->qlimit) {
-      out_drop(o, "reader too slow, queue full");
-      return;
-    }
-    out_queue(o, hdr, hlen);
-    out_queue(o, p, n);
-    return;
-  }
   struct iovec iov[2];
   int cnt = 0;
   if (hlen) iov[cnt++] = (struct iovec){.iov_base = (void *) hdr, .iov_len = hlen};
   if (n) iov[cnt++] = (struct iovec){.iov_base = (void *) p, .iov_len = n};
-  if (cnt == 0) return;
-  ssize_t w;
-  do {
-    w = writev(o->fd, iov, cnt);
-  } while (w < 0 && errno == EINTR);
-  if (w < 0) {
-    if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      out_broken(o, errno);
-      out_drop(o, "write failed");
+  if (cnt == 0 || o->dead) return;
+  ssize_t w = -1;
+  for (int attempt = 0; attempt < 2 && w < 0; attempt++) {
+    if (!out_open(o)) {
+      out_drop(o, o->path ? "no reader" : "closed");
       return;
     }
-    w = 0;
+    if (o->qlen > 0) {
+      if (o->qlen + total > o->qlimit) {
+        out_drop(o, "reader too slow, queue full");
+        return;
+      }
+      out_queue(o, hdr, hlen);
+      out_queue(o, p, n);
+      return;
+    }
+    do {
+      w = writev(o->fd, iov, cnt);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      w = 0;
+    } else if (w < 0) {
+      out_broken(o, errno); /* the reader left: a new one may be there already */
+    }
+  }
+  if (w < 0) {
+    out_drop(o, "write failed");
+    return;
   }
   out_written(o);
   size_t done = (size_t) w;
@@ -1222,6 +1224,12 @@ int main(int argc, char **argv) {
     run_manager(a);
   }
 
+  /* Clients that did not answer the close in time are closed by wss_mgr_free; a strict
+   * reader still hears of them. */
+  for (size_t i = 0; a->by_conn.slot && i <= a->by_conn.mask; i++) {
+    struct client *c = a->by_conn.slot[i];
+    if (c && a->cfg.strict && !a->cfg.echo) notify(a, c->id, TYPE_CLOSE, NULL, 0);
+  }
   for (size_t i = 0; i < a->n_out; i++) { /* last close notifications, best effort */
     out_flush(&a->out[i]);
     if (a->out[i].saved_flags >= 0) fcntl(STDOUT_FILENO, F_SETFL, a->out[i].saved_flags);

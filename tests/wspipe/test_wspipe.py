@@ -469,6 +469,36 @@ async def slow_output_reader_never_stalls_clients():
 
 
 @test
+async def output_reader_leaves_and_another_attaches():
+    with Server("--strict") as srv:
+        fd = srv.open_out()
+        ws, cid, _ = await open_client(srv, fd)
+        await ws.send("one")
+        check(await read_strict(fd) == (cid, 1, b"one"), "first reader")
+        os.close(fd)
+        srv.out_fd = None
+        await ws.send("lost")  # no reader now: dropped
+        await asyncio.sleep(0.1)
+        fd = srv.open_out()
+        await ws.send("two")
+        check(await read_strict(fd) == (cid, 1, b"two"), "second reader starts at a boundary")
+        # A reader that leaves with a backlog queued: the next one still starts clean.
+        chunk = b"z" * 100_000
+        for _ in range(5):
+            await ws.send(chunk)
+        await asyncio.sleep(0.2)
+        os.close(fd)
+        srv.out_fd = None
+        await ws.send("poke")  # finds the reader gone
+        await asyncio.sleep(0.1)
+        fd = srv.open_out()
+        await ws.send("three")
+        check(await read_strict(fd) == (cid, 1, b"three"), "third reader starts at a boundary")
+        await ws.close()
+        check(await read_strict(fd) == (cid, 8, b""), "close notification")
+
+
+@test
 async def std_stdin_and_stdout():
     with Server("--std", stdin=True, stdout=True) as srv:
         ws = await open_client(srv)
@@ -824,6 +854,34 @@ async def sigterm_and_sigint_close_clients_with_1001():
             for _ in clients:
                 closes.append(await read_strict(fd, 2))
             check(all(t == 8 for _, t, _ in closes), f"close notifications {closes}")
+
+
+@test
+async def shutdown_is_bounded_when_a_client_never_answers():
+    with Server("--strict") as srv:
+        fd = srv.open_out()
+        # A client that completes the handshake, then reads nothing and answers nothing.
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        check(s.recv(12) == b"HTTP/1.1 101", "handshake")
+        cid, typ, _ = await read_strict(fd)
+        check(typ == 0x10, "open notification")
+        ws, cid2, _ = await open_client(srv, fd)
+        t0 = time.monotonic()
+        srv.proc.send_signal(signal.SIGTERM)
+        try:
+            await recv(ws, 5)
+        except ConnectionClosed as e:
+            check(e.rcvd is not None and e.rcvd.code == 1001, f"close {e.rcvd}")
+        rc = srv.wait_exit(8)
+        elapsed = time.monotonic() - t0
+        check(rc == 0, f"exit status {rc}")
+        check(2.5 < elapsed < 6 * SLOW, f"exit after {elapsed:.1f} s (the wait is 3 s)")
+        closes = {await read_strict(fd, 2), await read_strict(fd, 2)}
+        check(closes == {(cid, 8, b""), (cid2, 8, b"")}, f"close notifications {closes}")
+        s.close()
 
 
 async def main():
