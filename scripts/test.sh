@@ -5,7 +5,7 @@
 # valgrind), install (pkg-config build against a temporary prefix), interop (Python
 # websockets against ws_echo over ws:// and wss://, the library's client against a Python
 # server), examples (the C examples as a user runs them, https:// and wss:// included),
-# lua (busted, under
+# wspipe (the gwsocket-compatible pipe server, also under valgrind), lua (busted, under
 # valgrind, headless Chromium, docs coverage, rockspec), autobahn (when ../shared/autobahn
 # exists), soak (60 s), asan (C test and busted against an AddressSanitizer build), fuzz
 # (every target for FUZZ_SECS, default 30).
@@ -110,6 +110,7 @@ run c suite_c
 run install suite_install
 run interop scripts/test-interop.sh
 run examples scripts/test-examples.sh
+run wspipe env WSPIPE_SKIP_BUILD=1 WSPIPE_VALGRIND=1 scripts/test-wspipe.sh
 run lua scripts/test-lua.sh
 run autobahn scripts/autobahn.sh
 run soak suite_soak
