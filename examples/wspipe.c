@@ -911,8 +911,10 @@ static void usage(FILE *f) {
   fprintf(f,
           "wspipe %s: a gwsocket-compatible WebSocket server fed through named pipes\n"
           "\n"
-          "Usage: wspipe [options...]\n"
+          "Usage: wspipe [PORT] [options...]\n"
           "\n"
+          "  PORT                      As the first argument: listen on 127.0.0.1:PORT\n"
+          "                            (as the other examples do; --addr still applies).\n"
           "  -p --port=<port>          Port to bind (default %d).\n"
           "  -h --help                 This help.\n"
           "  -V --version              Display version information and exit.\n"
@@ -995,6 +997,14 @@ static void parse_args(int argc, char **argv, struct config *cfg) {
       {"ssl-key", required_argument, NULL, OPT_SSL_KEY},
       {NULL, 0, NULL, 0},
   };
+  if (argc > 1 && argv[1][0] >= '0' && argv[1][0] <= '9') {
+    /* The examples' common form: the port first, loopback only. */
+    cfg->port = parse_number(argv[1], 0, 65535, "bad port: '%s'");
+    cfg->addr = "127.0.0.1";
+    argv[1] = argv[0];
+    argc--;
+    argv++;
+  }
   int o;
   while ((o = getopt_long(argc, argv, "p:hV", opts, NULL)) != -1) {
     switch (o) {

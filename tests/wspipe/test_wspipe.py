@@ -323,10 +323,12 @@ async def cli_bad_options_exit_2_with_usage():
 @test
 async def cli_short_and_long_port_forms():
     # -p PORT, -pPORT and --port PORT as getopt_long takes them (gwsocket parses the same way).
-    for form in (lambda p: ["-p", str(p)], lambda p: [f"-p{p}"], lambda p: ["--port", str(p)]):
+    # Also the examples' common form, the port first, which listens on 127.0.0.1.
+    for form in (lambda p: ["--addr=127.0.0.1", "-p", str(p)], lambda p: ["--addr=127.0.0.1", f"-p{p}"],
+                 lambda p: ["--addr=127.0.0.1", "--port", str(p)], lambda p: [str(p)]):
         d = tempfile.mkdtemp(prefix="wspipe-test-")
         port = free_port()
-        proc = subprocess.Popen([BIN, "--addr=127.0.0.1", *form(port), f"--pipein={d}/i",
+        proc = subprocess.Popen([BIN, *form(port), f"--pipein={d}/i",
                                  f"--pipeout={d}/o"], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
