@@ -602,7 +602,9 @@ typedef struct wss_listen_opts {
    */
   size_t tls_sni_count;
   /**
-   * Comma-separated WebSocket origins accepted (default: any); others get 403.
+   * Comma-separated WebSocket origins accepted (default: any); other origins get 403.
+   * A handshake without an Origin header (a non-browser client) is accepted: browsers
+   * always send one, and the allow-list guards against pages on other sites.
    */
   const char *ws_origins;
   /**

@@ -101,7 +101,9 @@ pub struct wss_listen_opts {
     pub tls_sni: *const wss_tls_cert,
     /// Number of entries in `tls_sni`.
     pub tls_sni_count: usize,
-    /// Comma-separated WebSocket origins accepted (default: any); others get 403.
+    /// Comma-separated WebSocket origins accepted (default: any); other origins get 403.
+    /// A handshake without an Origin header (a non-browser client) is accepted: browsers
+    /// always send one, and the allow-list guards against pages on other sites.
     pub ws_origins: *const c_char,
     /// Comma-separated WebSocket subprotocols supported, in order of preference.
     pub ws_protocols: *const c_char,
