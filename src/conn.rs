@@ -37,23 +37,35 @@ pub enum Proto {
 }
 
 /// A WebSocket connection's state beyond the codec.
+///
+/// Kept small: every idle connection carries one (the issue-8 budget is 0.5 KiB of server
+/// memory per idle WebSocket), so what only a closing connection needs lives in a box
+/// allocated when the closing starts.
 #[derive(Debug)]
 pub struct WsConn {
     /// The sans-IO protocol state.
     pub session: crate::ws::Session,
-    /// Close code for the close event (0: none yet).
-    pub close_code: u16,
-    /// Close reason for the close event.
-    pub close_reason: Box<[u8]>,
-    /// When we sent a close frame and started waiting for the peer's.
-    pub close_sent_at: u64,
-    /// The peer's close frame came before we sent one.
-    pub peer_closed_first: bool,
     /// When a keepalive ping went out without an answer yet.
     pub ping_sent_at: u64,
+    /// The closing handshake's state; `None` while the connection is open.
+    pub closing: Option<Box<Closing>>,
+}
+
+/// What a WebSocket carries once its closing starts (a close frame sent or received, or
+/// a protocol failure).
+#[derive(Debug, Default)]
+pub struct Closing {
+    /// Close code for the close event (0: none yet).
+    pub code: u16,
+    /// Close reason for the close event.
+    pub reason: Vec<u8>,
+    /// When we sent a close frame and started waiting for the peer's (0: not sent).
+    pub sent_at: u64,
+    /// The peer's close frame came before we sent one.
+    pub peer_first: bool,
     /// A protocol failure whose close frame waits until the application has answered
     /// the messages that arrived before the bad frame (Autobahn 3.2, 4.1.3, 5.15...).
-    pub deferred_close: Option<Box<[u8]>>,
+    pub deferred_frame: Option<Vec<u8>>,
 }
 
 impl WsConn {
@@ -61,13 +73,36 @@ impl WsConn {
     pub fn new(session: crate::ws::Session) -> WsConn {
         WsConn {
             session,
-            close_code: 0,
-            close_reason: Box::default(),
-            close_sent_at: 0,
-            peer_closed_first: false,
             ping_sent_at: 0,
-            deferred_close: None,
+            closing: None,
         }
+    }
+
+    /// The closing state, created on first use.
+    pub fn closing_mut(&mut self) -> &mut Closing {
+        self.closing.get_or_insert_with(Box::default)
+    }
+
+    /// Close code recorded for the close event (0: none yet).
+    pub fn close_code(&self) -> u16 {
+        self.closing.as_ref().map_or(0, |c| c.code)
+    }
+
+    /// When we sent our close frame (0: not sent).
+    pub fn close_sent_at(&self) -> u64 {
+        self.closing.as_ref().map_or(0, |c| c.sent_at)
+    }
+
+    /// The peer's close frame came before we sent one.
+    pub fn peer_closed_first(&self) -> bool {
+        self.closing.as_ref().is_some_and(|c| c.peer_first)
+    }
+
+    /// A close frame waits for the application to answer earlier messages.
+    pub fn has_deferred_close(&self) -> bool {
+        self.closing
+            .as_ref()
+            .is_some_and(|c| c.deferred_frame.is_some())
     }
 }
 
@@ -258,9 +293,9 @@ impl Conn {
                     }
                 }
                 Proto::Ws(w) => {
-                    if let (true, Some(t)) = (w.close_sent_at != 0, cfg.close_timeout) {
+                    if let (true, Some(t)) = (w.close_sent_at() != 0, cfg.close_timeout) {
                         return Some((
-                            crate::clock::instant(w.close_sent_at) + t,
+                            crate::clock::instant(w.close_sent_at()) + t,
                             Expiry::CloseTimeout,
                         ));
                     }

@@ -202,12 +202,13 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     core.ws_items = items;
     if let Proto::Ws(w) = &mut c.proto {
         if let Some((code, reason)) = closing {
-            if w.close_sent_at == 0 {
-                w.peer_closed_first = true;
+            let cl = w.closing_mut();
+            if cl.sent_at == 0 {
+                cl.peer_first = true;
             }
-            if w.close_code == 0 || w.close_sent_at == 0 {
-                w.close_code = code;
-                w.close_reason = reason.into_boxed_slice();
+            if cl.code == 0 || cl.sent_at == 0 {
+                cl.code = code;
+                cl.reason = reason;
             }
         }
     }
@@ -223,7 +224,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
                 // closes the TCP connection first; the client shuts down its side too.
                 match (deferred, &mut c.proto) {
                     (Some(frame), Proto::Ws(w)) => {
-                        w.deferred_close = Some(frame.into_boxed_slice());
+                        w.closing_mut().deferred_frame = Some(frame);
                         core.deferred.push(c.id);
                     }
                     _ => core.close_graceful(c),
@@ -233,8 +234,9 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
         }
         Err(f) => {
             if let Proto::Ws(w) = &mut c.proto {
-                w.close_code = f.code;
-                w.close_reason = f.reason.as_bytes().into();
+                let cl = w.closing_mut();
+                cl.code = f.code;
+                cl.reason = f.reason.as_bytes().to_vec();
             }
             let mut ev = Event::new(EventKind::Error, c.id).with_data(Payload::Static(f.reason));
             ev.code = i32::from(f.code);
@@ -242,7 +244,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
             core.push(ev);
             match (deferred, &mut c.proto) {
                 (Some(frame), Proto::Ws(w)) => {
-                    w.deferred_close = Some(frame.into_boxed_slice());
+                    w.closing_mut().deferred_frame = Some(frame);
                     core.deferred.push(c.id);
                 }
                 _ => core.close_graceful(c),
@@ -290,7 +292,7 @@ pub fn fire_deferred(core: &mut Core, c: &mut Conn) -> bool {
         return false;
     }
     if let Proto::Ws(w) = &mut c.proto {
-        if let Some(frame) = w.deferred_close.take() {
+        if let Some(frame) = w.closing.as_mut().and_then(|cl| cl.deferred_frame.take()) {
             let _ = core.send(c, &[&frame]);
             core.close_graceful(c);
         }
@@ -301,7 +303,7 @@ pub fn fire_deferred(core: &mut Core, c: &mut Conn) -> bool {
 /// Sends a whole message or a control frame.
 pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()> {
     let w = ws_of(c)?;
-    if w.deferred_close.is_some() && !op.is_control() {
+    if w.has_deferred_close() && !op.is_control() {
         // Answering a message that came before a protocol failure (see `input`): the
         // session no longer sends, so frame it here (server frames are unmasked, and an
         // uncompressed frame is valid with or without permessage-deflate).
@@ -366,9 +368,10 @@ pub fn close(core: &mut Core, c: &mut Conn, code: u16, reason: &[u8]) -> Result<
     let mut out = core.take_ws_out();
     let r = w.session.close(code, reason, &mut out).map_err(send_error);
     if r.is_ok() {
-        w.close_code = code;
-        w.close_reason = reason.into();
-        w.close_sent_at = crate::clock::tick(std::time::Instant::now());
+        let cl = w.closing_mut();
+        cl.code = code;
+        cl.reason = reason.to_vec();
+        cl.sent_at = crate::clock::tick(std::time::Instant::now());
     }
     let r = r.and_then(|()| core.send(c, &[&out]));
     out.clear();
@@ -391,10 +394,9 @@ pub fn keepalive(core: &mut Core, c: &mut Conn) {
 pub fn close_info(c: &mut Conn) -> Option<(u16, Vec<u8>)> {
     match &mut c.proto {
         Proto::WsClient(_) => Some((ABNORMAL, Vec::new())),
-        Proto::Ws(w) => Some(if w.close_code == 0 {
-            (ABNORMAL, Vec::new())
-        } else {
-            (w.close_code, std::mem::take(&mut w.close_reason).into_vec())
+        Proto::Ws(w) => Some(match w.closing.as_mut() {
+            Some(cl) if cl.code != 0 => (cl.code, std::mem::take(&mut cl.reason)),
+            _ => (ABNORMAL, Vec::new()),
         }),
         _ => None,
     }
@@ -493,8 +495,8 @@ pub fn close_event(c: &mut Conn, ev: &mut Event) {
     // Who started the closing handshake decides BY_PEER; without a handshake (1006)
     // the socket-level answer the caller gave stands.
     let started = match &c.proto {
-        Proto::Ws(w) if w.peer_closed_first => Some(true),
-        Proto::Ws(w) if w.close_sent_at != 0 || w.close_code != 0 => Some(false),
+        Proto::Ws(w) if w.peer_closed_first() => Some(true),
+        Proto::Ws(w) if w.close_sent_at() != 0 || w.close_code() != 0 => Some(false),
         _ => None,
     };
     if let Some((code, reason)) = close_info(c) {
