@@ -1602,6 +1602,14 @@ local function check_router(r, fname)
   end
 end
 
+-- Whether a handler can receive next(): a router, a vararg or C function, or a Lua
+-- function declared with a third parameter.
+local function takes_next(fn)
+  if type(fn) ~= "function" then return true end
+  local info = debug.getinfo(fn, "u")
+  return info.isvararg or info.nparams >= 3
+end
+
 local function add_route(self, fname, method, path, ...)
   check_router(self, fname)
   local layer = compile(fname, path, false, 4)
@@ -1612,7 +1620,8 @@ local function add_route(self, fname, method, path, ...)
     if type(fn) ~= "function" and getmetatable(fn) ~= Router then
       raise(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)))
     end
-    self._stack[#self._stack + 1] = { method = method, pattern = layer.pattern, keys = layer.keys, fn = fn }
+    self._stack[#self._stack + 1] = { method = method, pattern = layer.pattern, keys = layer.keys, fn = fn,
+                                      next = takes_next(fn) }
   end
   return self
 end
@@ -1633,6 +1642,7 @@ function Router:use(path, fn)
   if type(fn) ~= "function" and getmetatable(fn) ~= Router then argerr("use", "fn", "function or router", fn) end
   local layer = compile("use", path, true, 3)
   layer.fn = fn
+  layer.next = takes_next(fn)
   layer.use = true
   self._stack[#self._stack + 1] = layer
   return self
@@ -1655,6 +1665,7 @@ function Router:ws(path, handlers)
     local ok, err = res:upgrade(handlers)
     if not ok and not res.done then res:status(400):text("WebSocket upgrade failed: " .. tostring(err) .. "\n") end
   end
+  layer.next = true
   self._stack[#self._stack + 1] = layer
   return self
 end
@@ -1728,59 +1739,64 @@ local function router_fail(self, err, req, res)
   end
 end
 
+-- Runs the layers after `i` (or the error path when `err` is given). A `next` closure is
+-- made only for a handler that can take one (see `takes_next`): closure creation is not
+-- compiled by LuaJIT, so a plain route stays on a compiled trace.
+local function router_step(self, req, res, out, orig_path, orig_base, i, err)
+  req.path, req.base_path = orig_path, orig_base
+  if err ~= nil then
+    if out then return out(err) end
+    return router_fail(self, err, req, res)
+  end
+  local stack, method = self._stack, req.method
+  while true do
+    i = i + 1
+    local layer = stack[i]
+    if not layer then
+      if out then return out() end
+      local ok, e = xpcall(self._not_found or default_not_found, traceback, req, res)
+      if not ok then router_fail(self, e, req, res) end
+      return
+    end
+    local lm_ = layer.method
+    if lm_ == nil or lm_ == method or (lm_ == "GET" and method == "HEAD") then
+      local params, rest, matched = match(layer, orig_path)
+      if params then
+        local fn = layer.fn
+        if layer.use then
+          req.path = rest ~= "" and rest or "/"
+          req.base_path = orig_base .. matched
+        elseif params ~= true then
+          req.params = params
+        else
+          req.params = {}
+        end
+        local nxt
+        if layer.next then
+          local at = i
+          nxt = function(e) return router_step(self, req, res, out, orig_path, orig_base, at, e) end
+        end
+        local ok, e
+        if getmetatable(fn) == Router then
+          ok, e = xpcall(fn.handle, traceback, fn, req, res, nxt)
+        else
+          ok, e = xpcall(fn, traceback, req, res, nxt)
+        end
+        if not ok then return router_fail(self, e, req, res) end
+        return
+      end
+    end
+  end
+end
+
 --- Runs a request through the router. `out(err)` (optional) is called when nothing
 --- answered, instead of the 404 handler (used when a router is mounted in another).
 function Router:handle(req, res, out)
   check_router(self, "handle")
   if getmetatable(req) ~= Request then argerr("handle", "req", "request", req) end
   if getmetatable(res) ~= Response then argerr("handle", "res", "response", res) end
-  local stack = self._stack
-  local method = req.method
-  local i = 0
-  local orig_path, orig_base = req.path, req.base_path or ""
-  req.base_path = orig_base
-  local nxt
-  nxt = function(err)
-    req.path, req.base_path = orig_path, orig_base
-    if err ~= nil then
-      if out then return out(err) end
-      return router_fail(self, err, req, res)
-    end
-    while true do
-      i = i + 1
-      local layer = stack[i]
-      if not layer then
-        if out then return out() end
-        local ok, e = xpcall(self._not_found or default_not_found, traceback, req, res)
-        if not ok then router_fail(self, e, req, res) end
-        return
-      end
-      local lm_ = layer.method
-      if lm_ == nil or lm_ == method or (lm_ == "GET" and method == "HEAD") then
-        local params, rest, matched = match(layer, orig_path)
-        if params then
-          local fn = layer.fn
-          if layer.use then
-            req.path = rest ~= "" and rest or "/"
-            req.base_path = orig_base .. matched
-          elseif params ~= true then
-            req.params = params
-          else
-            req.params = {}
-          end
-          local ok, e
-          if getmetatable(fn) == Router then
-            ok, e = xpcall(fn.handle, traceback, fn, req, res, nxt)
-          else
-            ok, e = xpcall(fn, traceback, req, res, nxt)
-          end
-          if not ok then return router_fail(self, e, req, res) end
-          return
-        end
-      end
-    end
-  end
-  return nxt()
+  local orig_base = req.base_path or ""
+  return router_step(self, req, res, out, req.path, orig_base, 0, nil)
 end
 
 Router.__call = function(self, req, res) return self:handle(req, res) end
