@@ -1,7 +1,7 @@
 set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
 set output "chart.png"
 set datafile missing "-"
-set multiplot title "libwsserver benchmark 20261122-044749 — Intel(R) Xeon(R) Processor, 2 cores, server on CPU 0, load generator on CPU 1 — QUICK RUN"
+set multiplot title "libwsserver benchmark 20261122-090531 — Intel(R) Xeon(R) Processor, 2 cores, server on CPU 0, load generator on CPU 1"
 set origin 0,0.45
 set size 1,0.52
 set style data histograms
@@ -13,7 +13,7 @@ set logscale y
 set grid ytics mytics
 set ylabel "WebSocket echo messages/s (log scale; higher is better)"
 set xtics rotate by -20 nomirror
-set yrange [1000:*]
+set yrange [100:*]
 plot for [i=2:10] "chart.dat" using i:xtic(1) title columnhead(i) lc rgb word("#d62728 #ff7f0e #1f77b4 #2ca02c #9467bd #8c564b #e377c2 #7f7f7f #d0d0d0", i-1)
 unset key
 set style fill solid 0.9 border -1
