@@ -154,7 +154,7 @@ if [ -n "$need_apt" ]; then
 fi
 
 say "building the library (make all)"
-if ! make -C "$ROOT" all > "$LOGS/make.log" 2>&1; then
+if ! make --no-print-directory -C "$ROOT" all > "$LOGS/make.log" 2>&1; then
   tail -20 "$LOGS/make.log" >&2
   say "make all failed: nothing to measure"
   exit 1
