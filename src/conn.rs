@@ -38,9 +38,9 @@ pub enum Proto {
 
 /// A WebSocket connection's state beyond the codec.
 ///
-/// Kept small: every idle connection carries one (the issue-8 budget is 0.5 KiB of server
-/// memory per idle WebSocket), so what only a closing connection needs lives in a box
-/// allocated when the closing starts.
+/// Kept small: every idle connection carries one (the budget is 0.5 KiB of server memory
+/// per idle WebSocket, measured by `bench/loadgen idle`), so what only a closing
+/// connection needs lives in a box allocated when the closing starts.
 #[derive(Debug)]
 pub struct WsConn {
     /// The sans-IO protocol state.
