@@ -27,6 +27,13 @@ pub fn tick_ceil(t: Instant) -> u64 {
     ms + 1
 }
 
+/// The tick of `t + d`, rounded up like [`tick_ceil`] (0 reads as the epoch): the same
+/// value as `tick_ceil(instant(t) + d)`, since a tick is a whole number of milliseconds.
+pub fn tick_after(t: u64, d: Duration) -> u64 {
+    let ms = d.as_millis() as u64 + u64::from(d.subsec_nanos() % 1_000_000 != 0);
+    t.max(1).saturating_add(ms)
+}
+
 /// The instant of a tick (0 reads as the epoch).
 pub fn instant(t: u64) -> Instant {
     epoch() + Duration::from_millis(t.saturating_sub(1))
@@ -46,5 +53,10 @@ mod tests {
         assert!(back <= now && now - back < Duration::from_millis(1));
         assert!(tick(now + Duration::from_secs(3)) - t >= 2999);
         assert!(instant(tick_ceil(now)) >= now);
+        for d in [0, 1, 999_999, 1_000_000, 1_000_001, 2_500_000_000] {
+            let d = Duration::from_nanos(d);
+            assert_eq!(tick_after(t, d), tick_ceil(instant(t) + d), "{d:?}");
+            assert_eq!(tick_after(0, d), tick_ceil(instant(0) + d), "{d:?}");
+        }
     }
 }

@@ -260,32 +260,39 @@ impl Conn {
         }
     }
 
-    /// When the next timeout of this connection is due, and what it is.
-    pub fn next_deadline(&self) -> Option<(Instant, Expiry)> {
+    /// When the next timeout of this connection is due, as a clock tick rounded up (the
+    /// tick's instant is never before the deadline), and what it is. Computed in ticks:
+    /// it runs after every read, and tick arithmetic is a few additions where instants
+    /// cost a conversion each way.
+    pub fn next_deadline(&self) -> Option<(u64, Expiry)> {
+        use crate::clock::{tick_after, tick_ceil};
         let cfg = &self.cfg;
-        let last_read = crate::clock::instant(self.last_read);
-        let idle = || cfg.idle_timeout.map(|t| (last_read + t, Expiry::Idle));
+        let last_read = self.last_read;
+        let idle = || {
+            cfg.idle_timeout
+                .map(|t| (tick_after(last_read, t), Expiry::Idle))
+        };
         match self.state {
             State::Closed => None,
             // Lingering starts the clock anew in `last_read` and discarded input does not
             // move it.
-            State::Lingering => Some((last_read + cfg.linger_timeout, Expiry::Linger)),
+            State::Lingering => Some((tick_after(last_read, cfg.linger_timeout), Expiry::Linger)),
             State::Closing => idle(),
             State::Connecting => idle(),
             State::Open if self.stream.as_ref().is_some_and(|s| s.is_handshaking()) => {
-                let started = match &self.stream {
-                    Some(Stream::Tls(t)) => t.started,
-                    _ => last_read,
+                let t = cfg.tls_handshake_timeout?;
+                let at = match &self.stream {
+                    Some(Stream::Tls(tls)) => tick_ceil(tls.started + t),
+                    _ => tick_after(last_read, t),
                 };
-                cfg.tls_handshake_timeout
-                    .map(|t| (started + t, Expiry::TlsHandshake))
+                Some((at, Expiry::TlsHandshake))
             }
             State::Open => match &self.proto {
                 Proto::Http(h) => {
                     if let (Some(t), Some(at)) = (cfg.header_timeout, h.head_started) {
-                        Some((at + t, Expiry::RequestTimeout))
+                        Some((tick_ceil(at + t), Expiry::RequestTimeout))
                     } else if let (Some(t), Some(at)) = (cfg.body_timeout, h.body_started) {
-                        Some((at + t, Expiry::RequestTimeout))
+                        Some((tick_ceil(at + t), Expiry::RequestTimeout))
                     } else if h.is_waiting() || h.reply != crate::http::server::Reply::None {
                         None
                     } else {
@@ -294,18 +301,13 @@ impl Conn {
                 }
                 Proto::Ws(w) => {
                     if let (true, Some(t)) = (w.close_sent_at() != 0, cfg.close_timeout) {
-                        return Some((
-                            crate::clock::instant(w.close_sent_at()) + t,
-                            Expiry::CloseTimeout,
-                        ));
+                        return Some((tick_after(w.close_sent_at(), t), Expiry::CloseTimeout));
                     }
-                    let ping_sent =
-                        (w.ping_sent_at != 0).then(|| crate::clock::instant(w.ping_sent_at));
-                    let ping = match (ping_sent, cfg.ping_interval, cfg.pong_timeout) {
-                        (Some(at), _, Some(t)) => Some((at + t, Expiry::PongTimeout)),
-                        (Some(_), _, None) => None,
-                        (None, Some(every), _) => Some((last_read + every, Expiry::Ping)),
-                        (None, None, _) => None,
+                    let ping = match (w.ping_sent_at, cfg.ping_interval, cfg.pong_timeout) {
+                        (0, Some(every), _) => Some((tick_after(last_read, every), Expiry::Ping)),
+                        (0, None, _) => None,
+                        (at, _, Some(t)) => Some((tick_after(at, t), Expiry::PongTimeout)),
+                        (_, _, None) => None,
                     };
                     match (ping, idle()) {
                         (Some(p), Some(i)) => Some(if p.0 <= i.0 { p } else { i }),

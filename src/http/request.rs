@@ -126,7 +126,27 @@ impl Request {
         self.keep_alive = false;
         self.expect_continue = false;
     }
+
+    /// [`clear`](Self::clear), also giving back buffers larger than a typical request
+    /// needs, so that a pool of kept requests stays small whatever came through it.
+    pub fn clear_for_reuse(&mut self) {
+        self.clear();
+        if self.head.capacity() > KEEP_HEAD_BYTES {
+            self.head = Vec::new();
+        }
+        if self.headers.capacity() > KEEP_HEADERS {
+            self.headers = Vec::new();
+        }
+        if self.body.capacity() > KEEP_BODY_BYTES {
+            self.body = Vec::new();
+        }
+    }
 }
+
+/// Capacities a reused request keeps (see [`Request::clear_for_reuse`]).
+const KEEP_HEAD_BYTES: usize = 8 << 10;
+const KEEP_HEADERS: usize = 64;
+const KEEP_BODY_BYTES: usize = 16 << 10;
 
 /// Limits the parser enforces.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,5 @@
 //! Writing response heads: status line, automatic headers, validated extra headers.
 
-use std::fmt::Write as _;
-
 /// An HTTP status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u16);
@@ -149,10 +147,79 @@ pub fn normalize_headers(extra: &[u8], out: &mut Vec<u8>) -> Result<Provided, St
     Ok(provided)
 }
 
+/// The last header block an application passed with a reply, normalised. A server
+/// answers with the same few headers again and again; comparing them with the last block
+/// costs a fraction of checking them byte by byte, the largest cost of a small reply's
+/// head otherwise.
+#[derive(Debug, Default)]
+pub struct HeaderCache {
+    input: Vec<u8>,
+    normalized: Vec<u8>,
+    provided: Provided,
+}
+
+/// Capacity the cache keeps across a change of block (a one-off long block is not held).
+const HEADER_CACHE_KEEP: usize = 1024;
+
+impl HeaderCache {
+    /// `extra` normalised (see [`normalize_headers`]), from the cache when it is the same
+    /// block as last time. The empty block is the initial state, and correct as it is.
+    pub fn normalize(&mut self, extra: &[u8]) -> Result<(&[u8], Provided), String> {
+        if extra != self.input.as_slice() {
+            self.input.clear();
+            self.normalized.clear();
+            self.provided = Provided::default();
+            self.input.shrink_to(HEADER_CACHE_KEEP);
+            self.normalized.shrink_to(HEADER_CACHE_KEEP);
+            match normalize_headers(extra, &mut self.normalized) {
+                Ok(provided) => {
+                    self.provided = provided;
+                    self.input.extend_from_slice(extra);
+                }
+                Err(e) => {
+                    // Back to the empty block's state.
+                    self.normalized.clear();
+                    return Err(e);
+                }
+            }
+        }
+        Ok((&self.normalized, self.provided))
+    }
+}
+
 /// RFC 9110 `tchar`.
 pub fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+    TCHAR[usize::from(b)]
 }
+
+/// [`is_token_byte`] as a table: header names of every reply are checked byte by byte.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+            );
+        b += 1;
+    }
+    t
+};
 
 /// How the body length of a reply is announced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,7 +243,11 @@ pub fn write_head(
     keep_alive: Option<bool>,
     extra_normalized: &[u8],
 ) {
-    let _ = write!(Writer(out), "HTTP/1.1 {} {}\r\n", status.0, status.reason());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status.0));
+    out.push(b' ');
+    out.extend_from_slice(status.reason().as_bytes());
+    out.extend_from_slice(b"\r\n");
     if !date.is_empty() {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(date.as_bytes());
@@ -184,7 +255,9 @@ pub fn write_head(
     }
     match framing {
         Framing::Length(n) => {
-            let _ = write!(Writer(out), "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         Framing::UntilClose | Framing::None => {}
@@ -196,6 +269,22 @@ pub fn write_head(
     }
     out.extend_from_slice(extra_normalized);
     out.extend_from_slice(b"\r\n");
+}
+
+/// Appends `n` in decimal. The head of every reply carries two numbers; `write!` spends
+/// more on its formatting machinery than on the digits.
+pub fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// `fmt::Write` into a byte vector.
@@ -213,6 +302,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn decimal_and_token_tables_match_their_definitions() {
+        for n in [0u64, 7, 10, 99, 100, 404, 65_535, 1 << 40, u64::MAX] {
+            let mut out = Vec::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string().into_bytes());
+        }
+        for b in 0..=255u8 {
+            let tchar = b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+            assert_eq!(is_token_byte(b), tchar, "byte {b:#x}");
+        }
+    }
+
+    #[test]
     fn normalizes_and_detects_automatic_headers() {
         let mut out = Vec::new();
         let p = normalize_headers(
@@ -225,6 +327,37 @@ mod tests {
             b"Content-Type: text/plain\r\nX-A: b\r\nConnection: keep-alive, close\r\n"
         );
         assert!(p.close && p.connection && !p.length && !p.date);
+    }
+
+    #[test]
+    fn header_cache_answers_like_normalize_headers() {
+        let mut cache = HeaderCache::default();
+        let blocks: [&[u8]; 7] = [
+            b"",
+            b"Content-Type: text/plain\r\n",
+            b"Content-Type: text/plain\r\n",
+            b"X: \x01",
+            b"",
+            b"Connection: close\nDate: x",
+            b"Content-Type: text/plain\r\n",
+        ];
+        for block in blocks {
+            let mut expected = Vec::new();
+            match (
+                cache.normalize(block),
+                normalize_headers(block, &mut expected),
+            ) {
+                (Ok((got, p)), Ok(q)) => {
+                    assert_eq!(got, expected.as_slice());
+                    assert_eq!(
+                        (p.length, p.date, p.close, p.connection),
+                        (q.length, q.date, q.close, q.connection)
+                    );
+                }
+                (Err(a), Err(b)) => assert_eq!(a, b),
+                (a, b) => panic!("{block:?}: cache {a:?}, direct {b:?}"),
+            }
+        }
     }
 
     #[test]

@@ -51,8 +51,12 @@ pub struct Core {
     pub buf_pool: Vec<Vec<u8>>,
     /// The shared receive buffer (taken out while in use).
     pub scratch: Vec<u8>,
+    /// The last header block of a reply, normalised.
+    pub header_cache: crate::http::response::HeaderCache,
     /// Clock of the current poll iteration.
     pub now: Instant,
+    /// `now` as a clock tick, computed once per iteration for the per-read timestamps.
+    pub now_tick: u64,
     /// Connection deadlines.
     pub deadlines: Deadlines,
     /// Connections (and listeners) to read again without waiting for readiness.
@@ -93,7 +97,9 @@ impl Core {
             request_pool: Vec::new(),
             buf_pool: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE],
+            header_cache: Default::default(),
             now: Instant::now(),
+            now_tick: crate::clock::tick(Instant::now()),
             deadlines: Deadlines::default(),
             retry: Vec::new(),
             timer_dirty: false,
@@ -175,7 +181,6 @@ impl Core {
     /// already in the heap.
     pub fn schedule(&mut self, c: &mut Conn) {
         if let Some((at, _)) = c.next_deadline() {
-            let at = crate::clock::tick_ceil(at);
             if c.deadline_at == 0 || at < c.deadline_at {
                 c.deadline_at = at;
                 self.deadlines.push(at, c.id);
@@ -460,7 +465,7 @@ impl Core {
             s.shutdown_write();
         }
         c.state = State::Lingering;
-        c.last_read = crate::clock::tick(self.now);
+        c.last_read = self.now_tick;
         self.schedule(c);
     }
 

@@ -6,7 +6,7 @@ use crate::conn::{Conn, Proto};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Payload};
 use crate::http::request::HeadLimits;
-use crate::http::response::{normalize_headers, write_head, Framing, Status, Writer};
+use crate::http::response::{write_head, Framing, Status, Writer};
 use crate::http::server::{Feed, HttpConn, Reply};
 use std::fmt::Write as _;
 
@@ -134,11 +134,11 @@ fn plan_reply(
     let req = h.request().expect("waiting_http checked it");
     let (is_head_request, http10, req_keep_alive) =
         (req.is_head(), req.minor_version == 0, req.keep_alive);
-    let mut extra_norm = core.take_buf();
-    let provided = match normalize_headers(extra, &mut extra_norm) {
-        Ok(p) => p,
+    let mut head = core.take_buf();
+    let (extra_norm, provided) = match core.header_cache.normalize(extra) {
+        Ok(n) => n,
         Err(e) => {
-            core.give_buf(extra_norm);
+            core.give_buf(head);
             return Err(Error::InvalidArgument(e));
         }
     };
@@ -161,14 +161,8 @@ fn plan_reply(
     } else {
         None
     };
-    let date = if provided.date {
-        String::new()
-    } else {
-        core.date.now().to_string()
-    };
-    let mut head = core.take_buf();
-    write_head(&mut head, status, &date, framing, conn_header, &extra_norm);
-    core.give_buf(extra_norm);
+    let date = if provided.date { "" } else { core.date.now() };
+    write_head(&mut head, status, date, framing, conn_header, extra_norm);
     h.close_after_reply = !keep_alive;
     Ok(ReplyPlan {
         head,

@@ -34,6 +34,11 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Event queue capacity kept after a burst has drained.
+/// Requests kept for reuse. One batch of keep-alive requests from as many connections
+/// (a load balancer's pool, a benchmark's hundred) is answered and parked at once; a
+/// pool smaller than the batch allocates the rest anew in every round. Each kept request
+/// holds at most its trimmed buffers (see `Request::clear_for_reuse`).
+const REQUEST_POOL_MAX: usize = 256;
 const QUEUE_KEEP: usize = 256;
 const TIMER: Token = Token(usize::MAX - 2);
 
@@ -534,8 +539,8 @@ impl Manager {
         }
         self.core.delivered = delivered;
         for mut r in self.core.parked.drain(..) {
-            if self.core.request_pool.len() < 64 {
-                r.clear();
+            if self.core.request_pool.len() < REQUEST_POOL_MAX {
+                r.clear_for_reuse();
                 self.core.request_pool.push(r);
             }
         }
@@ -646,6 +651,7 @@ impl Manager {
             Err(e) => return Err(Error::io("poll", e)),
         }
         self.core.now = Instant::now();
+        self.core.now_tick = crate::clock::tick(self.core.now);
         self.ready.clear();
         for ev in self.events.iter() {
             self.ready.push((
@@ -714,7 +720,7 @@ impl Manager {
             match stream.tcp().peer_addr() {
                 Ok(_) => {
                     c.state = State::Open;
-                    c.last_read = crate::clock::tick(self.core.now);
+                    c.last_read = self.core.now_tick;
                     if let Some(Stream::Tls(t)) = c.stream.as_mut() {
                         t.started = self.core.now;
                     }
@@ -786,7 +792,7 @@ impl Manager {
             if discard {
                 continue;
             }
-            c.last_read = crate::clock::tick(core.now);
+            c.last_read = core.now_tick;
             if c.rbuf.is_empty() {
                 let used = process_input(core, c, &mut scratch[..n]);
                 if used < n && c.state != State::Closed {
@@ -1094,7 +1100,9 @@ impl Manager {
             }
             c.deadline_at = 0;
             if let Some((due, what)) = c.next_deadline() {
-                if due <= now {
+                // A tick no later than now's tick: its instant, which is never before
+                // the deadline, is at or before now.
+                if due <= crate::clock::tick(now) {
                     expire(&mut self.core, c, what);
                 }
             }

@@ -7,7 +7,9 @@ use crate::conn::{Conn, Proto, State, WsClient, WsConn};
 use crate::error::{code, Error, Result};
 use crate::event::{Event, EventKind, Payload, FLAG_BY_PEER};
 use crate::ws::handshake::{self, ClientHandshake, ServerOptions};
-use crate::ws::session::{Incoming, Role, SendError, Session, SessionConfig, State as WsState};
+use crate::ws::session::{
+    Incoming, Role, SendError, Session, SessionConfig, Spares, State as WsState,
+};
 use crate::ws::OpCode;
 
 /// Event flags of message events (the C enum `wss_flag`).
@@ -134,9 +136,11 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     let mut items = std::mem::take(&mut core.ws_items);
     let mut out = core.take_ws_out();
     let pooled = core.big_pool.len();
-    let r = w
-        .session
-        .read_pooled(input, &mut items, &mut out, &mut core.big_pool);
+    let spares = Spares {
+        large: &mut core.big_pool,
+        small: &mut core.buf_pool,
+    };
+    let r = w.session.read_pooled(input, &mut items, &mut out, spares);
     if core.big_pool.len() != pooled {
         core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
     }
@@ -386,7 +390,7 @@ pub fn keepalive(core: &mut Core, c: &mut Conn) {
     if w.session.state() != WsState::Open {
         return;
     }
-    w.ping_sent_at = crate::clock::tick(core.now);
+    w.ping_sent_at = core.now_tick;
     let _ = send(core, c, b"", OpCode::Ping);
 }
 

@@ -32,7 +32,7 @@ pub mod session;
 pub mod utf8;
 
 pub use session::{
-    encode_server_frame, Failure, Incoming, Role, SendError, Session, SessionConfig, State,
+    encode_server_frame, Failure, Incoming, Role, SendError, Session, SessionConfig, Spares, State,
 };
 
 /// A WebSocket frame opcode (RFC 6455 §5.2, "Opcode: 4 bits").

@@ -306,6 +306,39 @@ pub struct Session {
     close_reply_len: u16,
 }
 
+/// Empty buffers a session may fill instead of allocating (see [`Session::read_pooled`]).
+#[derive(Debug)]
+pub struct Spares<'a> {
+    /// Large buffers, for messages assembled from several pieces.
+    pub large: &'a mut Vec<Vec<u8>>,
+    /// Small buffers, for messages that arrive whole in one read.
+    pub small: &'a mut Vec<Vec<u8>>,
+}
+
+impl Spares<'_> {
+    /// A copy of `chunk`, in the small buffer on top of the pool when it fits: at least
+    /// as large (no reallocation) and not much larger, because the message may wait in
+    /// the event queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
+    fn copy_small(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let fits = |cap: usize| cap >= chunk.len() && cap <= chunk.len().max(SMALL_FIT) * 2;
+        match self.small.pop() {
+            Some(mut b) if fits(b.capacity()) => {
+                b.clear();
+                b.extend_from_slice(chunk);
+                b
+            }
+            Some(b) => {
+                self.small.push(b);
+                chunk.to_vec()
+            }
+            None => chunk.to_vec(),
+        }
+    }
+}
+
+/// Below this size any pooled buffer up to twice it is taken for a message.
+const SMALL_FIT: usize = 512;
+
 impl Session {
     /// A session for a connection whose handshake has completed.
     pub fn new(config: SessionConfig) -> Self {
@@ -373,23 +406,29 @@ impl Session {
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
     ) -> Result<usize, Failure> {
-        self.read_pooled(input, items, out, &mut Vec::new())
+        let (mut large, mut small) = (Vec::new(), Vec::new());
+        let spares = Spares {
+            large: &mut large,
+            small: &mut small,
+        };
+        self.read_pooled(input, items, out, spares)
     }
 
     /// [`read`](Self::read), with empty buffers to lend: a message that does not arrive
-    /// whole in one piece is assembled in one of them (popped from `spares`) instead of
-    /// a fresh allocation, so large messages reuse memory that is already mapped.
+    /// whole in one piece is assembled in a large one instead of a fresh allocation, so
+    /// large messages reuse memory that is already mapped; a message that arrives whole is
+    /// copied into a small one of a fitting size, so the echo path allocates nothing.
     pub fn read_pooled(
         &mut self,
         input: &mut [u8],
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
-        spares: &mut Vec<Vec<u8>>,
+        mut spares: Spares<'_>,
     ) -> Result<usize, Failure> {
         if !self.is_reading() {
             return Ok(input.len());
         }
-        match self.read_frames(input, items, out, spares) {
+        match self.read_frames(input, items, out, &mut spares) {
             Ok(consumed) => Ok(consumed),
             Err(failure) => {
                 self.fail(failure, out);
@@ -407,7 +446,7 @@ impl Session {
         input: &mut [u8],
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
-        spares: &mut Vec<Vec<u8>>,
+        spares: &mut Spares<'_>,
     ) -> Result<usize, Failure> {
         let mut pos = 0;
         loop {
@@ -561,7 +600,7 @@ impl Session {
         complete: bool,
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
-        spares: &mut Vec<Vec<u8>>,
+        spares: &mut Spares<'_>,
     ) -> Result<(), Failure> {
         if frame.opcode.is_control() {
             if !complete {
@@ -601,7 +640,7 @@ impl Session {
         chunk: &[u8],
         end: bool,
         items: &mut Vec<Incoming>,
-        spares: &mut Vec<Vec<u8>>,
+        spares: &mut Spares<'_>,
     ) -> Result<(), Failure> {
         if message.text {
             self.incoming_utf8
@@ -631,13 +670,13 @@ impl Session {
             // The common case, a whole frame in one read: one copy.
             items.push(Incoming::Message {
                 text: message.text,
-                data: chunk.to_vec(),
+                data: spares.copy_small(chunk),
             });
             return Ok(());
         }
         let cap = usize::try_from(self.max_message_size).unwrap_or(usize::MAX);
         if self.buffer.capacity() == 0 {
-            if let Some(b) = spares.pop() {
+            if let Some(b) = spares.large.pop() {
                 self.buffer = b;
             }
         }
