@@ -707,10 +707,18 @@ function Response:type(ctype)
   return self
 end
 
+-- "Content-Type: <type>\r\n" for each default type, made once: the reply of every
+-- request without headers of its own would build it again.
+local ctype_lines = setmetatable({}, { __index = function(t, ctype)
+  local line = "Content-Type: " .. ctype .. "\r\n"
+  t[ctype] = line
+  return line
+end })
+
 local function header_block(res, default_ctype)
   local h = res._hdrs
   if not h then
-    if default_ctype then return "Content-Type: " .. default_ctype .. "\r\n" end
+    if default_ctype then return ctype_lines[default_ctype] end
     return nil
   end
   local out = {}
@@ -1568,12 +1576,24 @@ local function compile(fname, path, prefix, level)
   local pat = "^" .. tconcat(parts)
   if str_sub(pat, -1) == "/" then pat = str_sub(pat, 1, -2) end -- "/users/" matches "/users"
   if prefix then return { pattern = pat .. "(.*)$", keys = keys, prefix = true } end
-  return { pattern = pat .. "/?$", keys = keys }
+  local layer = { pattern = pat .. "/?$", keys = keys }
+  if #keys == 0 then
+    -- No parameters: the pattern matches exactly the path, with or without one trailing
+    -- "/". Compare strings instead (no pattern matching, no capture table per request).
+    local lit = str_sub(path, -1) == "/" and str_sub(path, 1, -2) or path
+    layer.literal, layer.literal_slash = lit, lit .. "/"
+  end
+  return layer
 end
 
 -- Matches a compiled path; returns params (or true) and, for prefixes, the rest.
 local function match(layer, path)
   if layer.all then return true, path, "" end
+  local lit = layer.literal
+  if lit then
+    if path == lit or path == layer.literal_slash then return true end
+    return nil
+  end
   local caps = { str_match(path, layer.pattern) }
   if caps[1] == nil then return nil end
   local rest
@@ -1621,6 +1641,7 @@ local function add_route(self, fname, method, path, ...)
       raise(str_format("%s: bad handler #%d (function expected, got %s)", fname, i, typeof(fn)))
     end
     self._stack[#self._stack + 1] = { method = method, pattern = layer.pattern, keys = layer.keys, fn = fn,
+                                      literal = layer.literal, literal_slash = layer.literal_slash,
                                       next = takes_next(fn) }
   end
   return self
@@ -1739,10 +1760,19 @@ local function router_fail(self, err, req, res)
   end
 end
 
+local router_step
+
+-- The `next` of the handler of layer `at`. A function of its own: a closure made inside
+-- router_step would capture its locals, and closing them (bytecode UCLO) on the way out
+-- is not compiled by LuaJIT, which would send every routed request to the interpreter.
+local function make_next(self, req, res, out, orig_path, orig_base, at)
+  return function(e) return router_step(self, req, res, out, orig_path, orig_base, at, e) end
+end
+
 -- Runs the layers after `i` (or the error path when `err` is given). A `next` closure is
 -- made only for a handler that can take one (see `takes_next`): closure creation is not
 -- compiled by LuaJIT, so a plain route stays on a compiled trace.
-local function router_step(self, req, res, out, orig_path, orig_base, i, err)
+function router_step(self, req, res, out, orig_path, orig_base, i, err)
   req.path, req.base_path = orig_path, orig_base
   if err ~= nil then
     if out then return out(err) end
@@ -1772,10 +1802,7 @@ local function router_step(self, req, res, out, orig_path, orig_base, i, err)
           req.params = {}
         end
         local nxt
-        if layer.next then
-          local at = i
-          nxt = function(e) return router_step(self, req, res, out, orig_path, orig_base, at, e) end
-        end
+        if layer.next then nxt = make_next(self, req, res, out, orig_path, orig_base, i) end
         local ok, e
         if getmetatable(fn) == Router then
           ok, e = xpcall(fn.handle, traceback, fn, req, res, nxt)

@@ -70,6 +70,27 @@ describe("router", function()
     assert.same({ 200, "a/b/c.txt" }, { st, body })
   end)
 
+  it("matches paths without parameters exactly, with an optional trailing slash", function()
+    app:get("/", function(_, res) res:text("root") end)
+    app:get("/v1.0/a+b", function(_, res) res:text("dots") end)
+    app:get("/slash/", function(_, res) res:text("slash") end)
+    app:get("/a//b", function(_, res) res:text("double") end)
+    local cases = {
+      { "/", 200, "root" }, { "/v1.0/a+b", 200, "dots" }, { "/v1.0/a+b/", 200, "dots" },
+      -- "." and "+" are literal, not pattern characters
+      { "/v1x0/a+b", 404 }, { "/v1.0/aab", 404 }, { "/v1.0/a+b//", 404 }, { "/v1.0/a+bc", 404 },
+      { "/slash", 200, "slash" }, { "/slash/", 200, "slash" }, { "/slashx", 404 },
+      { "/a//b", 200, "double" }, { "/a/b", 404 },
+      -- the query is not part of the path
+      { "/slash?x=/", 200, "slash" },
+    }
+    for _, c in ipairs(cases) do
+      local st, _, body = H.request(mgr, port, "GET", c[1])
+      assert.equal(c[2], st, c[1])
+      if c[3] then assert.equal(c[3], body, c[1]) end
+    end
+  end)
+
   it("routes by method", function()
     local st, _, body = H.curl(mgr, "-X POST -H 'Content-Type: application/json' --data '{\"name\":\"ann\"}' " .. url("/users"))
     assert.equal(201, st)
