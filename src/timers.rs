@@ -103,9 +103,8 @@ impl Deadlines {
             .map(|Reverse((at, _))| crate::clock::instant(*at))
     }
 
-    /// Pops one entry due at `now`: its tick and connection id.
-    pub fn pop_due(&mut self, now: Instant) -> Option<(u64, u64)> {
-        let now = crate::clock::tick(now);
+    /// Pops one entry due at tick `now`: its tick and connection id.
+    pub fn pop_due(&mut self, now: u64) -> Option<(u64, u64)> {
         match self.heap.peek() {
             Some(Reverse((at, _))) if *at <= now => self.heap.pop().map(|Reverse(e)| e),
             _ => None,

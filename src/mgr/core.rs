@@ -55,7 +55,8 @@ pub struct Core {
     pub header_cache: crate::http::response::HeaderCache,
     /// Clock of the current poll iteration.
     pub now: Instant,
-    /// `now` as a clock tick, computed once per iteration for the per-read timestamps.
+    /// `now` as a clock tick, computed once per iteration for the per-read timestamps
+    /// and deadlines (set with `now` by [`Core::set_now`]).
     pub now_tick: u64,
     /// Connection deadlines.
     pub deadlines: Deadlines,
@@ -88,8 +89,15 @@ pub struct Core {
 }
 
 impl Core {
+    /// Sets the clock of this poll iteration (and its tick, so the two never disagree).
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = now;
+        self.now_tick = crate::clock::tick(now);
+    }
+
     /// A core around a poll registry.
     pub fn new(registry: Registry) -> Core {
+        let start = Instant::now();
         Core {
             queue: VecDeque::new(),
             delivered: Vec::new(),
@@ -98,8 +106,8 @@ impl Core {
             buf_pool: Vec::new(),
             scratch: vec![0; SCRATCH_SIZE],
             header_cache: Default::default(),
-            now: Instant::now(),
-            now_tick: crate::clock::tick(Instant::now()),
+            now: start,
+            now_tick: crate::clock::tick(start),
             deadlines: Deadlines::default(),
             retry: Vec::new(),
             timer_dirty: false,

@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX - 1);
 /// Event queue capacity kept after a burst has drained.
+const QUEUE_KEEP: usize = 256;
 /// Requests kept for reuse. One batch of keep-alive requests from as many connections
 /// (a load balancer's pool, a benchmark's hundred) is answered and parked at once; a
 /// pool smaller than the batch allocates the rest anew in every round. Each kept request
 /// holds at most its trimmed buffers (see `Request::clear_for_reuse`).
 const REQUEST_POOL_MAX: usize = 256;
-const QUEUE_KEEP: usize = 256;
 const TIMER: Token = Token(usize::MAX - 2);
 
 /// A listening socket.
@@ -650,8 +650,7 @@ impl Manager {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("poll", e)),
         }
-        self.core.now = Instant::now();
-        self.core.now_tick = crate::clock::tick(self.core.now);
+        self.core.set_now(Instant::now());
         self.ready.clear();
         for ev in self.events.iter() {
             self.ready.push((
@@ -1091,7 +1090,8 @@ impl Manager {
         for &id in &self.fired {
             self.core.push(Event::new(EventKind::Timer, id));
         }
-        while let Some((at, id)) = self.core.deadlines.pop_due(now) {
+        let now_tick = self.core.now_tick;
+        while let Some((at, id)) = self.core.deadlines.pop_due(now_tick) {
             let Some(Entry::Conn(c)) = self.entries.get_mut(id) else {
                 continue;
             };
@@ -1102,7 +1102,7 @@ impl Manager {
             if let Some((due, what)) = c.next_deadline() {
                 // A tick no later than now's tick: its instant, which is never before
                 // the deadline, is at or before now.
-                if due <= crate::clock::tick(now) {
+                if due <= now_tick {
                     expire(&mut self.core, c, what);
                 }
             }

@@ -321,18 +321,13 @@ impl Spares<'_> {
     /// the event queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
     fn copy_small(&mut self, chunk: &[u8]) -> Vec<u8> {
         let fits = |cap: usize| cap >= chunk.len() && cap <= chunk.len().max(SMALL_FIT) * 2;
-        match self.small.pop() {
-            Some(mut b) if fits(b.capacity()) => {
-                b.clear();
-                b.extend_from_slice(chunk);
-                b
-            }
-            Some(b) => {
-                self.small.push(b);
-                chunk.to_vec()
-            }
-            None => chunk.to_vec(),
+        if !self.small.last().is_some_and(|b| fits(b.capacity())) {
+            return chunk.to_vec();
         }
+        let mut b = self.small.pop().expect("checked above");
+        b.clear();
+        b.extend_from_slice(chunk);
+        b
     }
 }
 
