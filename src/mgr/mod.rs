@@ -766,8 +766,23 @@ impl Manager {
                 c.read_paused = true;
                 break;
             }
-            let stream = c.stream.as_mut().expect("checked above");
-            let n = match stream.read(&mut scratch) {
+            // The rest of a large frame goes straight into its message buffer.
+            let bulk = if discard {
+                None
+            } else {
+                ws::read_bulk(core, c)
+            };
+            let asked = bulk.as_ref().map_or(scratch.len(), |r| match r {
+                Ok((_, asked)) => *asked,
+                Err(_) => 0,
+            });
+            let was_bulk = bulk.is_some();
+            let result = match (bulk, c.stream.as_mut()) {
+                (Some(r), _) => r.map(|(n, _)| n),
+                (None, Some(stream)) => stream.read(&mut scratch),
+                (None, None) => break,
+            };
+            let n = match result {
                 Ok(0) => {
                     c.peer_eof = true;
                     on_eof(core, c);
@@ -777,12 +792,12 @@ impl Manager {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let (code, msg) =
-                        if stream.is_tls() && e.kind() != io::ErrorKind::ConnectionReset {
-                            (code::TLS, e.to_string())
-                        } else {
-                            (code::IO, format!("read failed: {e}"))
-                        };
+                    let tls = c.stream.as_ref().is_some_and(Stream::is_tls);
+                    let (code, msg) = if tls && e.kind() != io::ErrorKind::ConnectionReset {
+                        (code::TLS, e.to_string())
+                    } else {
+                        (code::IO, format!("read failed: {e}"))
+                    };
                     core.close_now(c, true, Some((code, msg)));
                     break;
                 }
@@ -792,7 +807,9 @@ impl Manager {
                 continue;
             }
             c.last_read = core.now_tick;
-            if c.rbuf.is_empty() {
+            if was_bulk {
+                // Already taken by the session.
+            } else if c.rbuf.is_empty() {
                 let used = process_input(core, c, &mut scratch[..n]);
                 if used < n && c.state != State::Closed {
                     if c.rbuf.capacity() == 0 {
@@ -805,10 +822,7 @@ impl Manager {
                 resume_input(core, c);
             }
             // TLS may hold decrypted bytes beyond a short read: only plain TCP stops here.
-            if stop_on_short_read
-                && n < scratch.len()
-                && c.stream.as_ref().is_some_and(|s| !s.is_tls())
-            {
+            if stop_on_short_read && n < asked && c.stream.as_ref().is_some_and(|s| !s.is_tls()) {
                 break;
             }
         }

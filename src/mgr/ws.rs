@@ -144,6 +144,64 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     if core.big_pool.len() != pooled {
         core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
     }
+    let all = input.len();
+    deliver(core, c, items, out, r.map_err(|f| (f, all)))
+}
+
+/// Reads the rest of a large incoming frame straight into its message buffer when
+/// the session wants that ([`Session::wants_bulk`]; plain TCP, nothing buffered
+/// before it), and delivers what it completes. `None` when this read is not for it;
+/// otherwise the read's outcome: bytes read (0 at end of stream) and bytes asked.
+pub fn read_bulk(core: &mut Core, c: &mut Conn) -> Option<std::io::Result<(usize, usize)>> {
+    let Proto::Ws(w) = &mut c.proto else {
+        return None;
+    };
+    let stream = c.stream.as_mut()?;
+    if stream.is_tls() || !c.rbuf.is_empty() || !w.session.wants_bulk() {
+        return None;
+    }
+    let mut items = std::mem::take(&mut core.ws_items);
+    let mut out = core.take_ws_out();
+    let spares = Spares {
+        large: &mut core.big_pool,
+        small: &mut core.buf_pool,
+    };
+    let mut asked = 0;
+    let read = w.session.read_bulk(
+        |buf, max| {
+            asked = max;
+            stream.read_append(buf, max)
+        },
+        &mut items,
+        &mut out,
+        spares,
+    );
+    core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
+    let (n, r) = match read {
+        Ok((n, r)) if n > 0 => (n, r),
+        other => {
+            core.ws_items = items;
+            core.ws_out = out;
+            return Some(other.map(|(n, _)| (n, asked)));
+        }
+    };
+    w.ping_sent_at = 0; // any byte proves the peer is alive
+    deliver(core, c, items, out, r.map(|()| n).map_err(|f| (f, n)));
+    Some(Ok((n, asked)))
+}
+
+/// Turns what the session took from a read into events and replies. `r` is the
+/// session's outcome: bytes consumed, or the failure and the bytes to report consumed.
+fn deliver(
+    core: &mut Core,
+    c: &mut Conn,
+    mut items: Vec<Incoming>,
+    mut out: Vec<u8>,
+    r: std::result::Result<usize, (crate::ws::session::Failure, usize)>,
+) -> usize {
+    let Proto::Ws(w) = &mut c.proto else {
+        return 0;
+    };
     let state = w.session.state();
     // Messages that came in the same read as a protocol failure or the peer's close must
     // be answerable before our close frame goes out (Autobahn 3.2, 5.15, 7.1.1 strict):
@@ -236,7 +294,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
             }
             n
         }
-        Err(f) => {
+        Err((f, consumed)) => {
             if let Proto::Ws(w) = &mut c.proto {
                 let cl = w.closing_mut();
                 cl.code = f.code;
@@ -253,7 +311,7 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
                 }
                 _ => core.close_graceful(c),
             }
-            input.len()
+            consumed
         }
     }
 }

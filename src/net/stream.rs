@@ -3,6 +3,7 @@
 use crate::net::tls::TlsStream;
 use mio::net::TcpStream;
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
 
 /// TLS over a TCP socket.
 #[derive(Debug)]
@@ -32,6 +33,34 @@ impl Stream {
         match self {
             Stream::Tcp(s) => s.read(buf),
             Stream::Tls(t) => t.tls.read(&mut t.sock, buf),
+        }
+    }
+
+    /// Reads at most `max` bytes of plaintext onto the end of `buf`, growing it as
+    /// needed; returns how many (0 at end of stream, `WouldBlock` when none now).
+    /// On plain TCP the kernel copies straight into `buf`'s spare capacity.
+    pub fn read_append(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        buf.reserve(max);
+        match self {
+            Stream::Tcp(s) => {
+                let spare = buf.spare_capacity_mut();
+                let len = spare.len().min(max);
+                // SAFETY: recv writes at most `len` bytes into memory `buf` owns
+                // (its spare capacity) and reads none of it.
+                let r = unsafe { libc::recv(s.as_raw_fd(), spare.as_mut_ptr().cast(), len, 0) };
+                let n = usize::try_from(r).map_err(|_| io::Error::last_os_error())?;
+                // SAFETY: the first n bytes of the spare capacity were written by recv.
+                unsafe { buf.set_len(buf.len() + n) };
+                Ok(n)
+            }
+            Stream::Tls(t) => {
+                // rustls copies plaintext out of its own buffer: read through a slice.
+                let start = buf.len();
+                buf.resize(start + max, 0);
+                let r = t.tls.read(&mut t.sock, &mut buf[start..]);
+                buf.truncate(start + *r.as_ref().unwrap_or(&0));
+                r
+            }
         }
     }
 

@@ -1853,3 +1853,130 @@ fn random_input_never_panics_or_outgrows_the_limits() {
         }
     }
 }
+
+// ---------------------------------------------------------------- bulk reads
+
+/// Feeds `input` as the manager does: `read_size` bytes per read, through
+/// [`Session::read_bulk`] whenever the session wants it and nothing is pending.
+/// Returns the outcome and how many reads went the bulk way.
+fn feed_with_bulk(session: &mut Session, input: &[u8], read_size: usize) -> (Outcome, usize) {
+    let (mut large, mut small) = (Vec::new(), Vec::new());
+    let mut pending = Vec::new();
+    let mut items = Vec::new();
+    let mut out = Vec::new();
+    let mut failure = None;
+    let mut bulk_reads = 0;
+    let mut pos = 0;
+    while pos < input.len() && failure.is_none() {
+        if pending.is_empty() && session.wants_bulk() {
+            let rest = &input[pos..];
+            let spares = Spares {
+                large: &mut large,
+                small: &mut small,
+            };
+            let read = |buf: &mut Vec<u8>, max: usize| {
+                let n = max.min(read_size).min(rest.len());
+                buf.extend_from_slice(&rest[..n]);
+                Ok(n)
+            };
+            let (n, r) = session
+                .read_bulk(read, &mut items, &mut out, spares)
+                .unwrap();
+            assert!(n > 0);
+            pos += n;
+            bulk_reads += 1;
+            failure = r.err();
+            continue;
+        }
+        let n = read_size.min(input.len() - pos);
+        pending.extend_from_slice(&input[pos..pos + n]);
+        pos += n;
+        match session.read(&mut pending, &mut items, &mut out) {
+            Ok(used) => {
+                pending.drain(..used);
+            }
+            Err(f) => failure = Some(f),
+        }
+    }
+    let outcome = Outcome {
+        items,
+        out,
+        failure,
+        leftover: pending.len(),
+    };
+    (outcome, bulk_reads)
+}
+
+/// Large frames of every kind a bulk read meets: binary, text split inside
+/// characters across fragments, a ping between fragments, small messages after.
+fn large_sequence() -> Vec<u8> {
+    let bin: Vec<u8> = (0..200_003u32).map(|i| (i % 253) as u8).collect();
+    let txt: Vec<u8> = "κόσμε ascii €𝄞 ".repeat(15_000).into_bytes();
+    concat(&[
+        &binary(&bin),
+        // 100_001 ends inside a multi-byte character.
+        &cf(false, 1, &txt[..100_001]),
+        &ping(b"between"),
+        &cf(false, 0, &txt[100_001..250_000]),
+        &cf(true, 0, &txt[250_000..]),
+        &text(b"small"),
+        &binary(&bin[..70_000]),
+        &close_frame(1000, b"bye"),
+    ])
+}
+
+#[test]
+fn bulk_reads_give_what_reads_through_a_buffer_give() {
+    let input = large_sequence();
+    let expected = feed_all(&mut server(), &input);
+    assert!(expected.failure.is_none(), "{:?}", expected.failure);
+    assert_eq!(expected.items.len(), 6);
+    for read_size in [1000, 4096, 65_536, 99_999, 1 << 20] {
+        let (outcome, bulk_reads) = feed_with_bulk(&mut server(), &input, read_size);
+        assert_eq!(outcome, expected, "reads of {read_size}");
+        // Reads of 1 MiB take the whole input at once: nothing is left for bulk reads.
+        assert_eq!(bulk_reads > 0, read_size < 1 << 20, "reads of {read_size}");
+    }
+}
+
+#[test]
+fn bulk_reads_check_utf8_and_fail_with_1007() {
+    let mut bad = "é".repeat(100_000).into_bytes();
+    bad[150_001] = 0xff;
+    let input = text(&bad);
+    let expected = feed_all(&mut server(), &input);
+    assert_eq!(expected.failure.map(|f| f.code), Some(1007));
+    let (outcome, bulk_reads) = feed_with_bulk(&mut server(), &input, 70_000);
+    assert!(bulk_reads > 0);
+    assert_eq!(outcome.failure, expected.failure);
+    assert_eq!(outcome.out, expected.out);
+    assert!(outcome.items.is_empty());
+}
+
+#[test]
+fn bulk_reads_grow_the_buffer_with_what_arrives() {
+    // A header announcing 16 MiB, then 300 KB of it: the buffer holds what came,
+    // not what was announced.
+    let mut session = server();
+    let mut header = Vec::new();
+    FrameHeader {
+        fin: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode: 2,
+        mask: Some(KEY),
+        payload_len: 16 << 20,
+    }
+    .write(&mut header);
+    let mut input = header;
+    input.extend(std::iter::repeat_n(7u8, 300_000));
+    let (outcome, bulk_reads) = feed_with_bulk(&mut session, &input, 65_536);
+    assert!(outcome.failure.is_none() && outcome.items.is_empty());
+    assert!(bulk_reads > 0);
+    assert!(
+        session.buffer.capacity() <= 4 * 300_000,
+        "{}",
+        session.buffer.capacity()
+    );
+}
