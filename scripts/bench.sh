@@ -205,7 +205,7 @@ LUA_ECHO=$ROOT/examples/echo.lua
 HAVE_LM=0; [ -f "$ROOT/lua/LibMongoose.lua" ] && HAVE_LM=1
 export LUA_PATH="$ROOT/lua/?.lua;;"
 declare -A LABEL CMD DEFLATE NA
-ECHO_KEYS=(c lua bun fastws tungstenite nodews pyws picows ceiling)
+ECHO_KEYS=(c lua bun fastws tungstenite nodews pyws picows ceiling uring)
 LABEL[c]="libwsserver C";            CMD[c]="$ROOT/build/examples/ws_echo";        DEFLATE[c]=1
 LABEL[lua]="libwsserver LuaJIT";     CMD[lua]="luajit $LUA_ECHO";                  DEFLATE[lua]=1
 LABEL[bun]="Bun";                    CMD[bun]="$BUN $NODE_DIR/bun_ws.js";          DEFLATE[bun]=1
@@ -217,6 +217,8 @@ LABEL[picows]="picows";              CMD[picows]="$PY $PY_DIR/picows_echo.py";  
 # Not a peer: raw_echo copies the bytes back (no WebSocket work at all), so its row is the
 # ceiling of this load generator and loopback on this machine, case by case.
 LABEL[ceiling]="ceiling (raw echo)";  CMD[ceiling]="$RUST_PEERS/raw_echo";          DEFLATE[ceiling]=0
+# The same over io_uring: what a server with a fraction of the system calls reaches here.
+LABEL[uring]="ceiling (io_uring)";    CMD[uring]="$RUST_PEERS/uring_echo";          DEFLATE[uring]=0
 [ -f "$LUA_ECHO" ] || NA[lua]="n/a (examples/echo.lua missing)"
 [ "$HAVE_LM" = 1 ] || [ -n "${NA[lua]:-}" ] || NA[lua]="n/a (lua/LibMongoose.lua missing)"
 [ -x "$BUN" ] || NA[bun]="n/a (npm package bun not installed)"
@@ -224,6 +226,7 @@ grep -q '^bun	' "$STATUS" && NA[bun]="n/a (bun does not run here)"
 [ -x "$RUST_PEERS/fastwebsockets_echo" ] || NA[fastws]="n/a (did not build)"
 [ -x "$RUST_PEERS/tungstenite_echo" ] || NA[tungstenite]="n/a (did not build)"
 [ -x "$RUST_PEERS/raw_echo" ] || NA[ceiling]="n/a (did not build)"
+[ -x "$RUST_PEERS/uring_echo" ] || NA[uring]="n/a (did not build)"
 [ -d "$NODE_DIR/node_modules/ws" ] && command -v node >/dev/null || NA[nodews]="n/a (ws not installed)"
 "$PY" -c 'import websockets' 2>/dev/null || NA[pyws]="n/a (websockets not installed)"
 "$PY" -c 'import picows' 2>/dev/null || NA[picows]="n/a (picows not installed)"
@@ -320,7 +323,7 @@ for run in $(seq "$RUNS"); do
         record echo "$k" "$cname" "$run" "" "server died (see logs/echo-$k.err)"; continue
       fi
       dflag=""; [ "$defl" = 1 ] && dflag="--deflate"
-      [ "$k" = ceiling ] && dflag="--allow-masked"
+      case $k in ceiling|uring) dflag="--allow-masked" ;; esac
       out=$(timeout --foreground -k 2 "$LG_TIMEOUT" taskset -c "$LG_CPUS" "$LOADGEN" echo --port "${EPORT[$k]}" --conns "$conns" \
         --threads "$LG_THREADS" \
         --size "$size" --depth "$depth" $dflag $TEXTFLAG --warmup "$WARMUP" --duration "$DURATION" \
@@ -379,7 +382,7 @@ for k in "${!HPID[@]}"; do stop_pid "${HPID[$k]}"; done
 # connection and the time to upgrade them all. One run each (the spread is small).
 for k in "${ECHO_KEYS[@]}"; do
   [ -n "${NA[$k]:-}" ] && continue
-  [ "$k" = ceiling ] && continue
+  case $k in ceiling|uring) continue ;; esac
   # shellcheck disable=SC2086
   start_server "idle-$k" "$SRV_CPU" ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" 1 "" "did not start"; continue; }
   sleep 0.5
