@@ -3,6 +3,7 @@
 //! flush, close. Kept apart from the connection table so that a connection and the
 //! core can be borrowed at the same time.
 
+use crate::bufpool::BufPool;
 use crate::conn::{Conn, State};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Payload, FLAG_BY_PEER};
@@ -21,13 +22,19 @@ pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
 const BIG_BUFFER_MAX: usize = 16 << 20;
 /// Most bytes kept in large buffers for reuse, per manager.
 const BIG_POOL_BYTES: usize = 32 << 20;
+/// Most large buffers kept (the byte bound is the one that matters).
+const BIG_POOL_MAX: usize = 1024;
 /// Sends up to this size are gathered per connection and written at the next flush
 /// point; larger ones are written at once (gathering would only add a copy).
 const COALESCE_MAX: usize = 16 << 10;
 /// Write buffers up to this capacity are kept for reuse.
 const POOLED_BUFFER_MAX: usize = 64 << 10;
-/// Most buffers kept for reuse.
-const POOL_MAX: usize = 256;
+/// Most small buffers kept for reuse: enough for a burst of thousands of messages in
+/// flight (500 connections with 16 each), so that they are not freed and allocated
+/// again at every poll.
+const POOL_MAX: usize = 8192;
+/// Most bytes kept in small buffers, as before the count was raised (256 of 64 KiB).
+const POOL_BYTES: usize = 16 << 20;
 
 /// An event plus whether it counts against its connection's queue limits.
 pub struct Queued {
@@ -48,7 +55,7 @@ pub struct Core {
     /// Recycled request buffers.
     pub request_pool: Vec<Box<Request>>,
     /// Recycled byte buffers.
-    pub buf_pool: Vec<Vec<u8>>,
+    pub buf_pool: BufPool,
     /// The shared receive buffer (taken out while in use).
     pub scratch: Vec<u8>,
     /// The last header block of a reply, normalised.
@@ -83,9 +90,7 @@ pub struct Core {
     /// Connections with gathered bytes to write at the next flush point.
     pub dirty: Vec<u64>,
     /// Large buffers kept for reuse (see `give_buf`).
-    pub big_pool: Vec<Vec<u8>>,
-    /// Their total capacity.
-    pub big_pool_bytes: usize,
+    pub big_pool: BufPool,
 }
 
 impl Core {
@@ -103,7 +108,7 @@ impl Core {
             delivered: Vec::new(),
             parked: Vec::new(),
             request_pool: Vec::new(),
-            buf_pool: Vec::new(),
+            buf_pool: BufPool::new(POOL_MAX, POOL_BYTES),
             scratch: vec![0; SCRATCH_SIZE],
             header_cache: Default::default(),
             now: start,
@@ -120,8 +125,7 @@ impl Core {
             ws_out: Vec::new(),
             deferred: Vec::new(),
             dirty: Vec::new(),
-            big_pool: Vec::new(),
-            big_pool_bytes: 0,
+            big_pool: BufPool::new(BIG_POOL_MAX, BIG_POOL_BYTES),
         }
     }
 
@@ -140,27 +144,18 @@ impl Core {
     /// Gives a buffer back for reuse. Small ones go to the small pool; large ones (big
     /// messages, send buffers that held them) to a pool bounded in total bytes, because
     /// fresh large allocations come from mmap and cost a page fault per 4 KiB touched.
-    pub fn give_buf(&mut self, mut b: Vec<u8>) {
+    pub fn give_buf(&mut self, b: Vec<u8>) {
         let cap = b.capacity();
-        if cap == 0 {
-            return;
-        }
-        b.clear();
         if cap <= POOLED_BUFFER_MAX {
-            if self.buf_pool.len() < POOL_MAX {
-                self.buf_pool.push(b);
-            }
-        } else if cap <= BIG_BUFFER_MAX && self.big_pool_bytes + cap <= BIG_POOL_BYTES {
-            self.big_pool_bytes += cap;
+            self.buf_pool.push(b);
+        } else if cap <= BIG_BUFFER_MAX {
             self.big_pool.push(b);
         }
     }
 
     /// A large buffer from the pool, if one is kept.
     pub fn take_big_buf(&mut self) -> Option<Vec<u8>> {
-        let b = self.big_pool.pop()?;
-        self.big_pool_bytes -= b.capacity();
-        Some(b)
+        self.big_pool.pop()
     }
 
     /// Queues an event that is not tied to a connection's limits.

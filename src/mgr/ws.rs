@@ -135,15 +135,11 @@ pub fn input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
     w.ping_sent_at = 0; // any byte proves the peer is alive
     let mut items = std::mem::take(&mut core.ws_items);
     let mut out = core.take_ws_out();
-    let pooled = core.big_pool.len();
     let spares = Spares {
         large: &mut core.big_pool,
         small: &mut core.buf_pool,
     };
     let r = w.session.read_pooled(input, &mut items, &mut out, spares);
-    if core.big_pool.len() != pooled {
-        core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
-    }
     let all = input.len();
     deliver(core, c, items, out, r.map_err(|f| (f, all)))
 }
@@ -176,7 +172,6 @@ pub fn read_bulk(core: &mut Core, c: &mut Conn) -> Option<std::io::Result<(usize
         &mut out,
         spares,
     );
-    core.big_pool_bytes = core.big_pool.iter().map(Vec::capacity).sum();
     let (n, r) = match read {
         Ok((n, r)) if n > 0 => (n, r),
         other => {

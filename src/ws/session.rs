@@ -12,6 +12,7 @@
 //! inflated as it arrives, and every size limit is enforced before the bytes
 //! it limits are stored.
 
+use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
@@ -310,9 +311,9 @@ pub struct Session {
 #[derive(Debug)]
 pub struct Spares<'a> {
     /// Large buffers, for messages assembled from several pieces.
-    pub large: &'a mut Vec<Vec<u8>>,
+    pub large: &'a mut BufPool,
     /// Small buffers, for messages that arrive whole in one read.
-    pub small: &'a mut Vec<Vec<u8>>,
+    pub small: &'a mut BufPool,
 }
 
 impl Spares<'_> {
@@ -321,11 +322,10 @@ impl Spares<'_> {
     /// the event queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
     fn copy_small(&mut self, chunk: &[u8]) -> Vec<u8> {
         let fits = |cap: usize| cap >= chunk.len() && cap <= chunk.len().max(SMALL_FIT) * 2;
-        if !self.small.last().is_some_and(|b| fits(b.capacity())) {
+        if !self.small.top_capacity().is_some_and(fits) {
             return chunk.to_vec();
         }
         let mut b = self.small.pop().expect("checked above");
-        b.clear();
         b.extend_from_slice(chunk);
         b
     }
@@ -405,7 +405,7 @@ impl Session {
         items: &mut Vec<Incoming>,
         out: &mut Vec<u8>,
     ) -> Result<usize, Failure> {
-        let (mut large, mut small) = (Vec::new(), Vec::new());
+        let (mut large, mut small) = (BufPool::none(), BufPool::none());
         let spares = Spares {
             large: &mut large,
             small: &mut small,

@@ -1860,7 +1860,7 @@ fn random_input_never_panics_or_outgrows_the_limits() {
 /// [`Session::read_bulk`] whenever the session wants it and nothing is pending.
 /// Returns the outcome and how many reads went the bulk way.
 fn feed_with_bulk(session: &mut Session, input: &[u8], read_size: usize) -> (Outcome, usize) {
-    let (mut large, mut small) = (Vec::new(), Vec::new());
+    let (mut large, mut small) = (BufPool::new(8, 1 << 30), BufPool::new(8, 1 << 30));
     let mut pending = Vec::new();
     let mut items = Vec::new();
     let mut out = Vec::new();
