@@ -22,17 +22,17 @@ pub(crate) const SCRATCH_SIZE: usize = 64 << 10;
 const BIG_BUFFER_MAX: usize = 16 << 20;
 /// Most bytes kept in large buffers for reuse, per manager.
 const BIG_POOL_BYTES: usize = 32 << 20;
-/// Most large buffers kept (the byte bound is the one that matters).
-const BIG_POOL_MAX: usize = 1024;
+/// Most large buffers kept per size class (the byte bound is the one that matters).
+const BIG_POOL_MAX: usize = 64;
 /// Sends up to this size are gathered per connection and written at the next flush
 /// point; larger ones are written at once (gathering would only add a copy).
 const COALESCE_MAX: usize = 16 << 10;
 /// Write buffers up to this capacity are kept for reuse.
 const POOLED_BUFFER_MAX: usize = 64 << 10;
-/// Most small buffers kept for reuse: enough for a burst of thousands of messages in
-/// flight (500 connections with 16 each), so that they are not freed and allocated
-/// again at every poll.
-const POOL_MAX: usize = 8192;
+/// Most small buffers kept for reuse per size class: enough for a burst of thousands
+/// of messages in flight (100 connections with 16 each, or 500 with 8), so that they
+/// are not freed and allocated again at every poll.
+const POOL_MAX: usize = 4096;
 /// Most bytes kept in small buffers, as before the count was raised (256 of 64 KiB).
 const POOL_BYTES: usize = 16 << 20;
 
@@ -65,6 +65,8 @@ pub struct Core {
     /// `now` as a clock tick, computed once per iteration for the per-read timestamps
     /// and deadlines (set with `now` by [`Core::set_now`]).
     pub now_tick: u64,
+    /// The tick of the last poll that queued more than a small burst of events.
+    pub last_burst: u64,
     /// Connection deadlines.
     pub deadlines: Deadlines,
     /// Connections (and listeners) to read again without waiting for readiness.
@@ -113,6 +115,7 @@ impl Core {
             header_cache: Default::default(),
             now: start,
             now_tick: crate::clock::tick(start),
+            last_burst: 0,
             deadlines: Deadlines::default(),
             retry: Vec::new(),
             timer_dirty: false,
@@ -136,9 +139,11 @@ impl Core {
         v
     }
 
-    /// A cleared buffer from the pool (or a new one).
-    pub fn take_buf(&mut self) -> Vec<u8> {
-        self.buf_pool.pop().unwrap_or_default()
+    /// An empty buffer for at least `n` bytes, from the pool when one is kept.
+    pub fn take_buf(&mut self, n: usize) -> Vec<u8> {
+        self.buf_pool
+            .pop_at_least(n)
+            .unwrap_or_else(|| Vec::with_capacity(n))
     }
 
     /// Gives a buffer back for reuse. Small ones go to the small pool; large ones (big
@@ -154,8 +159,8 @@ impl Core {
     }
 
     /// A large buffer from the pool, if one is kept.
-    pub fn take_big_buf(&mut self) -> Option<Vec<u8>> {
-        self.big_pool.pop()
+    pub fn take_big_buf(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.big_pool.pop_at_least(n)
     }
 
     /// Queues an event that is not tied to a connection's limits.
@@ -328,9 +333,9 @@ impl Core {
     /// An empty buffer for `n` bytes: a pooled large one when it is large.
     fn buffer_for(&mut self, n: usize) -> Vec<u8> {
         let mut b = if n > POOLED_BUFFER_MAX {
-            self.take_big_buf().unwrap_or_default()
+            self.take_big_buf(n).unwrap_or_default()
         } else {
-            self.take_buf()
+            self.take_buf(n)
         };
         b.reserve(n);
         b

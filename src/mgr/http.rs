@@ -71,7 +71,7 @@ pub fn refuse(core: &mut Core, c: &mut Conn, status: Status, reason: &'static st
         h.head_started = None;
         h.body_started = None;
     }
-    let mut out = core.take_buf();
+    let mut out = core.take_buf(256);
     let body = format!("{} {}\n", status.0, reason);
     let date = core.date.now().to_string();
     write_head(
@@ -134,7 +134,7 @@ fn plan_reply(
     let req = h.request().expect("waiting_http checked it");
     let (is_head_request, http10, req_keep_alive) =
         (req.is_head(), req.minor_version == 0, req.keep_alive);
-    let mut head = core.take_buf();
+    let mut head = core.take_buf(256);
     let (extra_norm, provided) = match core.header_cache.normalize(extra) {
         Ok(n) => n,
         Err(e) => {
@@ -461,7 +461,7 @@ pub fn pump_file(core: &mut Core, c: &mut Conn) {
             return; // the socket is full; the next writable event continues
         }
         if c.wbuf.capacity() == 0 {
-            c.wbuf = core.take_buf();
+            c.wbuf = core.take_buf(FILE_CHUNK);
         }
         c.wbuf.clear();
         c.wpos = 0;

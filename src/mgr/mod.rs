@@ -35,6 +35,10 @@ use std::time::{Duration, Instant};
 const WAKER: Token = Token(usize::MAX - 1);
 /// Event queue capacity kept after a burst has drained.
 const QUEUE_KEEP: usize = 256;
+/// A larger queue is kept until this many milliseconds (ticks) pass without a burst:
+/// steady traffic with thousands of messages in flight fills it at every poll, and
+/// giving it back then cost a reallocation and its page faults each time.
+const QUEUE_SHRINK_AFTER_TICKS: u64 = 1000;
 /// Requests kept for reuse. One batch of keep-alive requests from as many connections
 /// (a load balancer's pool, a benchmark's hundred) is answered and parked at once; a
 /// pool smaller than the batch allocates the rest anew in every round. Each kept request
@@ -524,17 +528,22 @@ impl Manager {
     pub fn release(&mut self) {
         self.flush_dirty();
         let mut delivered = std::mem::take(&mut self.core.delivered);
+        if delivered.len() > QUEUE_KEEP || self.core.queue.len() > QUEUE_KEEP {
+            self.core.last_burst = self.core.now_tick;
+        }
         for ev in delivered.drain(..) {
             if let Payload::Owned(v) = ev.data {
                 self.core.give_buf(v);
             }
         }
         // A burst (thousands of connections at once) can leave these large; give the
-        // memory back once it has passed.
-        if delivered.capacity() > QUEUE_KEEP {
+        // memory back once bursts have stopped.
+        let calm =
+            self.core.now_tick.saturating_sub(self.core.last_burst) > QUEUE_SHRINK_AFTER_TICKS;
+        if calm && delivered.capacity() > QUEUE_KEEP {
             delivered.shrink_to(QUEUE_KEEP);
         }
-        if self.core.queue.is_empty() && self.core.queue.capacity() > QUEUE_KEEP {
+        if calm && self.core.queue.is_empty() && self.core.queue.capacity() > QUEUE_KEEP {
             self.core.queue.shrink_to(QUEUE_KEEP);
         }
         self.core.delivered = delivered;
@@ -813,7 +822,7 @@ impl Manager {
                 let used = process_input(core, c, &mut scratch[..n]);
                 if used < n && c.state != State::Closed {
                     if c.rbuf.capacity() == 0 {
-                        c.rbuf = core.take_buf();
+                        c.rbuf = core.take_buf(n - used);
                     }
                     c.rbuf.extend_from_slice(&scratch[used..n]);
                 }
@@ -965,7 +974,7 @@ impl Manager {
             match sock.recv_from(&mut core.scratch) {
                 Ok((n, peer)) => {
                     l.last_peer = Some(peer);
-                    let mut data = core.take_buf();
+                    let mut data = core.take_buf(n);
                     data.extend_from_slice(&core.scratch[..n]);
                     let mut ev = Event::new(EventKind::Read, id).with_data(data);
                     ev.meta = Payload::from(peer.to_string());
@@ -1155,7 +1164,7 @@ fn process_input(core: &mut Core, c: &mut Conn, input: &mut [u8]) -> usize {
         let rest = &mut input[pos..];
         let used = match c.proto {
             Proto::Raw => {
-                let mut data = core.take_buf();
+                let mut data = core.take_buf(rest.len());
                 data.extend_from_slice(rest);
                 let ev = Event::new(EventKind::Read, c.id).with_data(data);
                 core.push_for(c, ev);

@@ -177,7 +177,8 @@ pub fn read_bulk(core: &mut Core, c: &mut Conn) -> Option<std::io::Result<(usize
         other => {
             core.ws_items = items;
             core.ws_out = out;
-            return Some(other.map(|(n, _)| (n, asked)));
+            // Not read at all (asked 0): not an end of stream, just not a bulk read.
+            return (asked > 0).then(|| other.map(|(n, _)| (n, asked)));
         }
     };
     w.ping_sent_at = 0; // any byte proves the peer is alive

@@ -317,15 +317,16 @@ pub struct Spares<'a> {
 }
 
 impl Spares<'_> {
-    /// A copy of `chunk`, in the small buffer on top of the pool when it fits: at least
-    /// as large (no reallocation) and not much larger, because the message may wait in
-    /// the event queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
+    /// A copy of `chunk`, in a pooled buffer when one fits: at least as large (no
+    /// reallocation) and not much larger, because the message may wait in the event
+    /// queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
     fn copy_small(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let fits = |cap: usize| cap >= chunk.len() && cap <= chunk.len().max(SMALL_FIT) * 2;
-        if !self.small.top_capacity().is_some_and(fits) {
+        let Some(mut b) = self
+            .small
+            .pop_fit(chunk.len(), chunk.len().max(SMALL_FIT) * 2)
+        else {
             return chunk.to_vec();
-        }
-        let mut b = self.small.pop().expect("checked above");
+        };
         b.extend_from_slice(chunk);
         b
     }
@@ -479,7 +480,7 @@ impl Session {
             return Ok((0, Ok(())));
         };
         if self.buffer.capacity() == 0 {
-            if let Some(b) = spares.large.pop() {
+            if let Some(b) = spares.large.pop_at_least(0) {
                 self.buffer = b;
             }
         }
@@ -784,7 +785,7 @@ impl Session {
         }
         let cap = usize::try_from(self.max_message_size).unwrap_or(usize::MAX);
         if self.buffer.capacity() == 0 {
-            if let Some(b) = spares.large.pop() {
+            if let Some(b) = spares.large.pop_at_least(0) {
                 self.buffer = b;
             }
         }
