@@ -379,22 +379,25 @@ for k in "${!HPID[@]}"; do stop_pid "${HPID[$k]}"; done
 
 # ---------------------------------------------------------------------------------------
 # 3. Idle connections: a fresh server each, IDLE_CONNS upgraded and held; RSS growth per
-# connection and the time to upgrade them all. One run each (the spread is small).
+# connection and the time to upgrade them all. --runs runs each, interleaved (the time to
+# upgrade moves with the machine's load like every other timing).
+for run in $(seq "$RUNS"); do
 for k in "${ECHO_KEYS[@]}"; do
   [ -n "${NA[$k]:-}" ] && continue
   case $k in ceiling|uring) continue ;; esac
   # shellcheck disable=SC2086
-  start_server "idle-$k" "$SRV_CPU" ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" 1 "" "did not start"; continue; }
+  start_server "idle-$k" "$SRV_CPU" ${CMD[$k]} || { record idle "$k" "$IDLE_CONNS" "$run" "" "did not start"; continue; }
   sleep 0.5
   out=$(timeout --foreground -k 2 120 taskset -c "$LG_CPUS" "$LOADGEN" idle --port "$SPORT" --conns "$IDLE_CONNS" --pid "$SPID" \
     --hold 1 --timeout 60 2>> "$LOGS/loadgen.err")
   rc=$?
   line=$(printf '%s\n' "$out" | grep '^{' | tail -1)
   err=""; [ $rc -ne 0 ] && err="loadgen exit $rc"
-  record idle "$k" "$IDLE_CONNS" 1 "$line" "$err"
-  say "idle ${LABEL[$k]}: $(printf '%s' "$line" | grep -o '"rss_per_conn_kib":[0-9.a-z]*' | cut -d: -f2) KiB/conn, $(printf '%s' "$line" | grep -o '"upgrade_s":[0-9.]*' | cut -d: -f2) s $err"
+  record idle "$k" "$IDLE_CONNS" "$run" "$line" "$err"
+  say "idle run $run ${LABEL[$k]}: $(printf '%s' "$line" | grep -o '"rss_per_conn_kib":[0-9.a-z]*' | cut -d: -f2) KiB/conn, $(printf '%s' "$line" | grep -o '"upgrade_s":[0-9.]*' | cut -d: -f2) s $err"
   stop_pid "$SPID"
   sleep 0.5
+done
 done
 
 # ---------------------------------------------------------------------------------------
