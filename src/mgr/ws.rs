@@ -8,7 +8,7 @@ use crate::error::{code, Error, Result};
 use crate::event::{Event, EventKind, Payload, FLAG_BY_PEER};
 use crate::ws::handshake::{self, ClientHandshake, ServerOptions};
 use crate::ws::session::{
-    Incoming, Role, SendError, Session, SessionConfig, Spares, State as WsState,
+    Failure, Incoming, Role, SendError, Session, SessionConfig, Spares, State as WsState,
 };
 use crate::ws::OpCode;
 
@@ -193,7 +193,7 @@ fn deliver(
     c: &mut Conn,
     mut items: Vec<Incoming>,
     mut out: Vec<u8>,
-    r: std::result::Result<usize, (crate::ws::session::Failure, usize)>,
+    r: std::result::Result<usize, (Failure, usize)>,
 ) -> usize {
     let Proto::Ws(w) = &mut c.proto else {
         return 0;

@@ -267,6 +267,31 @@ struct MessageInProgress {
     has_compressed_data: bool,
 }
 
+/// Feeds the next bytes of a text message to its validator, and at the message's end
+/// checks that no character was left unfinished (RFC 6455 §8.1: 1007 otherwise).
+fn check_utf8(v: &mut Utf8Validator, bytes: &[u8], end: bool) -> Result<(), Failure> {
+    v.feed(bytes).map_err(|_| Failure::invalid_utf8())?;
+    if end {
+        v.finish().map_err(|_| Failure::invalid_utf8())?;
+    }
+    Ok(())
+}
+
+impl FrameInProgress {
+    /// Takes the next `chunk` of this frame's payload (at most `remaining`): unmasks
+    /// it unless the frame is discarded, moves the mask phase and the count on.
+    /// True when the payload is complete.
+    fn advance(&mut self, chunk: &mut [u8]) -> bool {
+        if let (Some(key), false) = (self.mask, self.discard) {
+            apply_mask(chunk, key, self.mask_phase);
+        }
+        self.mask_phase = (self.mask_phase + chunk.len()) & 3;
+        // Widening: the chunk is at most `remaining`.
+        self.remaining -= chunk.len() as u64;
+        self.remaining == 0
+    }
+}
+
 /// The largest piece streaming mode delivers from inflated data at once, so
 /// that a small compressed frame cannot become one huge allocation.
 const STREAM_PIECE: usize = 256 * 1024;
@@ -513,25 +538,12 @@ impl Session {
             return Ok(());
         };
         let chunk = self.buffer.get_mut(start..).unwrap_or_default();
-        let n = chunk.len();
-        if let Some(key) = frame.mask {
-            apply_mask(chunk, key, frame.mask_phase);
-        }
-        frame.mask_phase = (frame.mask_phase + n) & 3;
-        // Widening: n is at most `remaining` (checked by read_bulk).
-        frame.remaining -= n as u64;
-        message.size += n as u64;
-        let complete = frame.remaining == 0;
+        // At most `remaining` (checked by read_bulk).
+        let complete = frame.advance(chunk);
+        message.size += chunk.len() as u64;
         let end = complete && frame.fin;
         if message.text {
-            self.incoming_utf8
-                .feed(chunk)
-                .map_err(|_| Failure::invalid_utf8())?;
-            if end {
-                self.incoming_utf8
-                    .finish()
-                    .map_err(|_| Failure::invalid_utf8())?;
-            }
+            check_utf8(&mut self.incoming_utf8, chunk, end)?;
         }
         self.frame = if complete { None } else { Some(frame) };
         if end {
@@ -581,13 +593,7 @@ impl Session {
             // In bounds: n <= input.len() - pos.
             let chunk = &mut input[pos..pos + n];
             pos += n;
-            if let (Some(key), false) = (frame.mask, frame.discard) {
-                apply_mask(chunk, key, frame.mask_phase);
-            }
-            frame.mask_phase = (frame.mask_phase + n) & 3;
-            // Widening: n fits in u64 and is at most `remaining`.
-            frame.remaining -= n as u64;
-            let complete = frame.remaining == 0;
+            let complete = frame.advance(chunk);
             self.frame = if complete { None } else { Some(frame) };
             if n > 0 || complete {
                 self.on_payload(&frame, chunk, complete, items, out, spares)?;
@@ -752,14 +758,7 @@ impl Session {
         spares: &mut Spares<'_>,
     ) -> Result<(), Failure> {
         if message.text {
-            self.incoming_utf8
-                .feed(chunk)
-                .map_err(|_| Failure::invalid_utf8())?;
-            if end {
-                self.incoming_utf8
-                    .finish()
-                    .map_err(|_| Failure::invalid_utf8())?;
-            }
+            check_utf8(&mut self.incoming_utf8, chunk, end)?;
         }
         // Widening; the total was checked against the limit in the header.
         message.size += chunk.len() as u64;
@@ -850,14 +849,7 @@ impl Session {
                 .map_err(Failure::inflate)?;
             let inflated = self.buffer.get(start..).unwrap_or_default();
             if message.text {
-                self.incoming_utf8
-                    .feed(inflated)
-                    .map_err(|_| Failure::invalid_utf8())?;
-                if end {
-                    self.incoming_utf8
-                        .finish()
-                        .map_err(|_| Failure::invalid_utf8())?;
-                }
+                check_utf8(&mut self.incoming_utf8, inflated, end)?;
             }
             message.size = message.size.saturating_add(inflated.len() as u64);
             if end {
@@ -888,14 +880,7 @@ impl Session {
             let more = !rest.is_empty() || inflater.has_pending_output();
             let last = end && !more;
             if message.text {
-                self.incoming_utf8
-                    .feed(&piece)
-                    .map_err(|_| Failure::invalid_utf8())?;
-                if last {
-                    self.incoming_utf8
-                        .finish()
-                        .map_err(|_| Failure::invalid_utf8())?;
-                }
+                check_utf8(&mut self.incoming_utf8, &piece, last)?;
             }
             message.size = message.size.saturating_add(piece.len() as u64);
             if !piece.is_empty() || last {

@@ -16,20 +16,14 @@ async fn serve(mut s: TcpStream) -> std::io::Result<()> {
             return Ok(());
         }
         n += r;
-        if let Some(p) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
+        if let Some(end) = head_end(&buf[..n]) {
+            break end;
         }
         if n == buf.len() {
             return Ok(());
         }
     };
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let key = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key")).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_default();
-    let accept = accept_key(&key);
-    s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes()).await?;
+    s.write_all(switching_protocols(&buf[..end]).as_bytes()).await?;
     if n > end {
         s.write_all(&buf[end..n]).await?;
     }
@@ -42,9 +36,9 @@ async fn serve(mut s: TcpStream) -> std::io::Result<()> {
     }
 }
 
-#[path = "../accept_key.rs"]
-mod accept_key;
-use accept_key::accept_key;
+#[path = "../handshake.rs"]
+mod handshake;
+use handshake::{head_end, switching_protocols};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {

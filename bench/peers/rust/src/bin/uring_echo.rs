@@ -10,16 +10,16 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 
-#[path = "../accept_key.rs"]
-mod accept_key;
-use accept_key::accept_key;
+#[path = "../handshake.rs"]
+mod handshake;
+use handshake::{head_end, switching_protocols};
 
 const ACCEPT: u64 = u64::MAX;
 const BUF: usize = 256 * 1024;
 
 /// Answers the handshake on a blocking socket (the client sends its request right after
 /// connecting); false when the client went away.
-fn handshake(fd: i32) -> bool {
+fn upgrade(fd: i32) -> bool {
     // SAFETY: fd was just accepted and is owned here; into_raw_fd gives it back.
     let mut s = unsafe { TcpStream::from_raw_fd(fd) };
     let ok = answer(&mut s).is_ok();
@@ -37,21 +37,15 @@ fn answer(s: &mut TcpStream) -> std::io::Result<()> {
             return Err(std::io::ErrorKind::InvalidData.into());
         }
         n += r;
-        if let Some(p) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
-            break p + 4;
+        if let Some(end) = head_end(&buf[..n]) {
+            break end;
         }
     };
     if end != n {
         // The load generator waits for the 101 before its first frame.
         return Err(std::io::ErrorKind::InvalidData.into());
     }
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let key = head
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key")).map(|(_, v)| v.trim().to_string()))
-        .unwrap_or_default();
-    let accept = accept_key(&key);
-    s.write_all(format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n").as_bytes())
+    s.write_all(switching_protocols(&buf[..end]).as_bytes())
 }
 
 struct Conn {
@@ -77,7 +71,7 @@ fn main() -> std::io::Result<()> {
         let done: Vec<(u64, i32)> = ring.completion().map(|c| (c.user_data(), c.result())).collect();
         for (ud, res) in done {
             let entry = if ud == ACCEPT {
-                if res >= 0 && handshake(res) {
+                if res >= 0 && upgrade(res) {
                     let i = conns.iter().position(Option::is_none).unwrap_or(conns.len());
                     if i == conns.len() {
                         conns.push(None);

@@ -1,7 +1,24 @@
-//! The Sec-WebSocket-Accept value of the ceiling servers (raw_echo, uring_echo).
+//! The WebSocket handshake of the ceiling servers (raw_echo, uring_echo): just enough to
+//! answer the load generator.
+
+/// Where the request head ends (after its blank line), once it has all arrived.
+pub fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+/// The 101 response to a request head.
+pub fn switching_protocols(head: &[u8]) -> String {
+    let head = String::from_utf8_lossy(head);
+    let key = head
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("sec-websocket-key")).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_default();
+    let accept = accept_key(&key);
+    format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n")
+}
 
 // SHA-1 and base64 by hand: this test tool takes no extra crates.
-pub fn accept_key(key: &str) -> String {
+fn accept_key(key: &str) -> String {
     let mut msg = format!("{key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11").into_bytes();
     let bits = (msg.len() as u64) * 8;
     msg.push(0x80);
