@@ -16,6 +16,7 @@ ECHO = [
     ("c", "libwsserver C", False),
     ("lua", "libwsserver LuaJIT", False),
     ("bun", "Bun", True),
+    ("uws", "uWebSockets (native)", True),
     ("fastws", "fastwebsockets", True),
     ("tungstenite", "tokio-tungstenite", True),
     ("nodews", "Node ws", True),
@@ -27,7 +28,7 @@ ECHO = [
 # Not servers of WebSocket: rows that copy bytes back, for scale (in no ratio).
 CEILINGS = ("ceiling", "uring")
 HTTP = [("c", "libwsserver C", False), ("lua", "libwsserver LuaJIT", False), ("bun", "Bun.serve", True),
-        ("node", "Node http", True)]
+        ("uws", "uWebSockets (native)", True), ("node", "Node http", True)]
 LABEL = {k: l for k, l, _ in ECHO}
 HLABEL = {k: l for k, l, _ in HTTP}
 PEERS = [k for k, _, p in ECHO if p]
@@ -418,6 +419,11 @@ def main():
     # (name, ratio of throughput, goal, higher is better, ratio of CPU efficiency: peer CPU/unit ÷ ours)
     tgt.append(("Echo C ÷ Bun, 100×16 B", r_(g(c16, "c"), g(c16, "bun")), 1.2, True, r_(gc(c16, "bun"), gc(c16, "c"))))
     tgt.append(("Echo C ÷ Bun, 100×4 KiB", r_(g(c4, "c"), g(c4, "bun")), 1.7, True, r_(gc(c4, "bun"), gc(c4, "c"))))
+    # The level the issue names for C: native uWebSockets itself, measured in this run.
+    tgt.append(("Echo C ÷ native uWebSockets, 100×16 B", r_(g(c16, "c"), g(c16, "uws")), 1.0, True,
+                r_(gc(c16, "uws"), gc(c16, "c"))))
+    tgt.append(("Echo C ÷ native uWebSockets, 100×4 KiB", r_(g(c4, "c"), g(c4, "uws")), 1.0, True,
+                r_(gc(c4, "uws"), gc(c4, "c"))))
     tgt.append(("Echo LuaJIT ÷ Bun, 100×16 B", r_(g(c16, "lua"), g(c16, "bun")), 1.0, True, r_(gc(c16, "bun"), gc(c16, "lua"))))
     tgt.append(("Echo LuaJIT ÷ Bun, 100×4 KiB", r_(g(c4, "lua"), g(c4, "bun")), 1.3, True, r_(gc(c4, "bun"), gc(c4, "lua"))))
     tgt.append(("HTTP C ÷ Bun.serve", r_(hstats["c"]["rps"], hstats["bun"]["rps"]), 1.4, True,
@@ -482,7 +488,7 @@ def main():
         with open(os.path.join(out, "chart-idle.dat"), "w") as f:
             for i, (label, v) in enumerate(ip):
                 f.write(f'{i} "{label}" {max(v, 0.01):.3f}\n')
-        colors = ["#d62728", "#ff7f0e", "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#d0d0d0", "#a0a0a0"]
+        colors = ["#d62728", "#ff7f0e", "#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#d0d0d0", "#a0a0a0"]
         ncols = len(present)
         lo = min(v for _, vals in chart_rows for v in vals if v)
         ymin = 10 ** max(0, int(__import__("math").floor(__import__("math").log10(lo / 2))))

@@ -146,6 +146,8 @@ command -v wrk >/dev/null || need_apt="$need_apt wrk"
 command -v gnuplot >/dev/null || need_apt="$need_apt gnuplot-nox"
 command -v taskset >/dev/null || need_apt="$need_apt util-linux"
 command -v node >/dev/null || need_apt="$need_apt nodejs npm"
+command -v g++ >/dev/null || need_apt="$need_apt g++"
+[ -e /usr/include/zlib.h ] || need_apt="$need_apt zlib1g-dev"
 if [ -n "$need_apt" ]; then
   say "installing from Debian:$need_apt"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -173,6 +175,32 @@ mkdir -p "$BENCH/build"
 cc -O2 -g -std=c11 -Wall -Wextra -I"$ROOT/include" -o "$BENCH/build/reuseport_workers" \
   "$BENCH/c/reuseport_workers.c" -L"$ROOT/build" -lwsserver -Wl,-rpath,"$ROOT/build" \
   > "$LOGS/reuseport-build.log" 2>&1 || note reuseport "reuseport_workers did not build"
+
+# Native uWebSockets (the C++ library inside Bun): its sources come from crates.io, in the
+# crate libuwebsockets-sys (pinned with its checksum in bench/peers/uws/Cargo.lock; that
+# manifest is only fetched, never built). Compiled as uWebSockets' own build does it
+# (build.c, uSockets/Makefile: -O3 -march=native -flto, no TLS), with zlib for
+# permessage-deflate.
+UWS_DIR=$BENCH/peers/uws
+UWS_BIN=$BENCH/build/uws/uws_echo
+build_uws() {
+  local meta src obj=$BENCH/build/uws
+  (cd "$UWS_DIR" && cargo fetch --locked) || return 1
+  meta=$(cd "$UWS_DIR" && cargo metadata --locked --format-version 1) || return 1
+  src=$(printf '%s' "$meta" | python3 -c 'import json, os, sys
+m = json.load(sys.stdin)
+print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "libuwebsockets-sys"))')/uWebSockets
+  [ -d "$src/src" ] && [ -d "$src/uSockets/src" ] || return 1
+  mkdir -p "$obj" && rm -f "$obj"/*.o &&
+    (cd "$obj" && gcc -O3 -march=native -flto -DLIBUS_NO_SSL -std=c11 -I"$src/uSockets/src" \
+      -c "$src"/uSockets/src/*.c "$src"/uSockets/src/eventing/*.c "$src"/uSockets/src/crypto/*.c) &&
+    g++ -O3 -march=native -flto -DLIBUS_NO_SSL -std=c++20 -I"$src/src" -I"$src/uSockets/src" \
+      -o "$UWS_BIN" "$UWS_DIR/uws_echo.cpp" "$obj"/*.o -lz
+}
+if [ ! -x "$UWS_BIN" ] || [ "$UWS_DIR/uws_echo.cpp" -nt "$UWS_BIN" ] || [ "$UWS_DIR/Cargo.lock" -nt "$UWS_BIN" ]; then
+  say "building native uWebSockets (sources from crates.io: libuwebsockets-sys)"
+  build_uws > "$LOGS/uws-build.log" 2>&1 || { rm -f "$UWS_BIN"; note uws "did not build (see logs/uws-build.log)"; }
+fi
 
 NODE_DIR=$BENCH/peers/node
 if command -v npm >/dev/null; then
@@ -205,10 +233,11 @@ LUA_ECHO=$ROOT/examples/echo.lua
 HAVE_LM=0; [ -f "$ROOT/lua/LibMongoose.lua" ] && HAVE_LM=1
 export LUA_PATH="$ROOT/lua/?.lua;;"
 declare -A LABEL CMD DEFLATE NA
-ECHO_KEYS=(c lua bun fastws tungstenite nodews pyws picows ceiling uring)
+ECHO_KEYS=(c lua bun uws fastws tungstenite nodews pyws picows ceiling uring)
 LABEL[c]="libwsserver C";            CMD[c]="$ROOT/build/examples/ws_echo";        DEFLATE[c]=1
 LABEL[lua]="libwsserver LuaJIT";     CMD[lua]="luajit $LUA_ECHO";                  DEFLATE[lua]=1
 LABEL[bun]="Bun";                    CMD[bun]="$BUN $NODE_DIR/bun_ws.js";          DEFLATE[bun]=1
+LABEL[uws]="uWebSockets (native)";  CMD[uws]="$UWS_BIN";                         DEFLATE[uws]=1
 LABEL[fastws]="fastwebsockets";      CMD[fastws]="$RUST_PEERS/fastwebsockets_echo"; DEFLATE[fastws]=0
 LABEL[tungstenite]="tokio-tungstenite"; CMD[tungstenite]="$RUST_PEERS/tungstenite_echo"; DEFLATE[tungstenite]=0
 LABEL[nodews]="Node ws";             CMD[nodews]="node $NODE_DIR/node_ws.js";      DEFLATE[nodews]=1
@@ -223,6 +252,7 @@ LABEL[uring]="ceiling (io_uring)";    CMD[uring]="$RUST_PEERS/uring_echo";      
 [ "$HAVE_LM" = 1 ] || [ -n "${NA[lua]:-}" ] || NA[lua]="n/a (lua/LibMongoose.lua missing)"
 [ -x "$BUN" ] || NA[bun]="n/a (npm package bun not installed)"
 grep -q '^bun	' "$STATUS" && NA[bun]="n/a (bun does not run here)"
+[ -x "$UWS_BIN" ] || NA[uws]="n/a (did not build)"
 [ -x "$RUST_PEERS/fastwebsockets_echo" ] || NA[fastws]="n/a (did not build)"
 [ -x "$RUST_PEERS/tungstenite_echo" ] || NA[tungstenite]="n/a (did not build)"
 [ -x "$RUST_PEERS/raw_echo" ] || NA[ceiling]="n/a (did not build)"
@@ -232,15 +262,17 @@ grep -q '^bun	' "$STATUS" && NA[bun]="n/a (bun does not run here)"
 "$PY" -c 'import picows' 2>/dev/null || NA[picows]="n/a (picows not installed)"
 
 # HTTP hello: key | label | command
-HTTP_KEYS=(c lua bun node)
+HTTP_KEYS=(c lua bun uws node)
 declare -A HLABEL HCMD HNA
 HLABEL[c]="libwsserver C";        HCMD[c]="$ROOT/build/examples/http_hello"
 HLABEL[lua]="libwsserver LuaJIT"; HCMD[lua]="luajit $BENCH/lua/hello.lua"
 HLABEL[bun]="Bun.serve";          HCMD[bun]="$BUN $NODE_DIR/bun_http.js"
+HLABEL[uws]="uWebSockets (native)"; HCMD[uws]="$UWS_BIN"
 HLABEL[node]="Node http";         HCMD[node]="node $NODE_DIR/node_http.js"
 [ "$HAVE_LM" = 1 ] || HNA[lua]="n/a (lua/LibMongoose.lua missing)"
 [ -n "${NA[bun]:-}" ] && HNA[bun]=${NA[bun]}
 command -v node >/dev/null || HNA[node]="n/a (node missing)"
+[ -n "${NA[uws]:-}" ] && HNA[uws]=${NA[uws]}
 
 if [ -n "$SERVERS" ]; then
   for k in "${ECHO_KEYS[@]}"; do [[ ",$SERVERS," == *",$k,"* ]] || NA[$k]="skipped (--servers)"; done
@@ -270,13 +302,14 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
   printf '"server_cpu":"%s","loadgen_cpus":"%s","loadgen_threads":%s,' "$SRV_CPU" "$LG_CPUS" "$LG_THREADS"
   printf '"nofile":%s,"idle_conns":%s,"idle_cpu_secs":%s,"git":"%s",' "$NOFILE" "$IDLE_CONNS" "$IDLE_CPU_SECS" \
     "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null) $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(modified)')"
-  printf '"versions":{"node":"%s","bun":"%s","ws":"%s","python":"%s","websockets":"%s","picows":"%s","luajit":"%s","wrk":"%s"}}\n' \
+  printf '"versions":{"node":"%s","bun":"%s","ws":"%s","python":"%s","websockets":"%s","picows":"%s","luajit":"%s","wrk":"%s","uWebSockets":"%s"}}\n' \
     "$(node --version 2>/dev/null)" "$("$BUN" --version 2>/dev/null)" \
     "$(node -p 'require(process.argv[1]).version' "$NODE_DIR/node_modules/ws/package.json" 2>/dev/null)" \
     "$("$PY" -c 'import sys; print(sys.version.split()[0])' 2>/dev/null)" \
     "$("$PY" -c 'import websockets; print(websockets.__version__)' 2>/dev/null)" \
     "$("$PY" -c 'import importlib.metadata as m; print(m.version("picows"))' 2>/dev/null)" \
-    "$(luajit -v 2>/dev/null | cut -d' ' -f2)" "$(wrk --version 2>&1 | head -1 | cut -d' ' -f2)"
+    "$(luajit -v 2>/dev/null | cut -d' ' -f2)" "$(wrk --version 2>&1 | head -1 | cut -d' ' -f2)" \
+    "$(awk '/^name = "libuwebsockets-sys"/{getline; gsub(/"/, "", $3); print "(sources of libuwebsockets-sys " $3 ")"}' "$UWS_DIR/Cargo.lock" 2>/dev/null)"
 } > "$OUT/meta.json"
 for k in "${ECHO_KEYS[@]}"; do [ -n "${NA[$k]:-}" ] && printf 'echo:%s\t%s\n' "$k" "${NA[$k]}" >> "$STATUS"; done
 for k in "${HTTP_KEYS[@]}"; do [ -n "${HNA[$k]:-}" ] && printf 'http:%s\t%s\n' "$k" "${HNA[$k]}" >> "$STATUS"; done

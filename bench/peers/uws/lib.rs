@@ -1,0 +1,1 @@
+//! Empty: the crate exists to fetch its dependency's sources (see Cargo.toml).
