@@ -57,6 +57,7 @@ impl BufPool {
     }
 
     /// A kept buffer (empty) with a capacity of at least `n`, the smallest class first.
+    #[inline]
     pub fn pop_at_least(&mut self, n: usize) -> Option<Vec<u8>> {
         let first = self.note_demand(n);
         let class = (first..CLASSES).find(|&k| {
@@ -68,6 +69,7 @@ impl BufPool {
     }
 
     /// A kept buffer (empty) with a capacity from `n` to `max_cap`, if one is at hand.
+    #[inline]
     pub fn pop_fit(&mut self, n: usize, max_cap: usize) -> Option<Vec<u8>> {
         let first = self.note_demand(n);
         let class = (first..CLASSES.min(first + 2)).find(|&k| {
@@ -79,6 +81,7 @@ impl BufPool {
     }
 
     /// Marks the class of a request for `n` bytes as in use, found or not; returns it.
+    #[inline]
     fn note_demand(&mut self, n: usize) -> usize {
         let class = class_of(n);
         self.draws += 1;
@@ -86,6 +89,7 @@ impl BufPool {
         class
     }
 
+    #[inline]
     fn take_from(&mut self, class: usize) -> Option<Vec<u8>> {
         let b = self.classes[class].pop()?;
         self.bytes -= b.capacity();
@@ -94,7 +98,13 @@ impl BufPool {
 
     /// Frees buffers of classes asked for less recently than `class` until `need`
     /// more bytes fit; false when they do not.
+    #[inline]
     fn make_room(&mut self, class: usize, need: usize) -> bool {
+        self.bytes + need <= self.max_bytes || self.evict_for(class, need)
+    }
+
+    #[cold]
+    fn evict_for(&mut self, class: usize, need: usize) -> bool {
         while self.bytes + need > self.max_bytes {
             let stalest = (0..CLASSES)
                 .filter(|&k| k != class && !self.classes[k].is_empty())
@@ -110,6 +120,7 @@ impl BufPool {
 
     /// Keeps `b` (cleared) when its class and the byte bound have room, making room
     /// from staler classes if need be; otherwise frees it. True when kept.
+    #[inline]
     pub fn push(&mut self, mut b: Vec<u8>) -> bool {
         let cap = b.capacity();
         let class = class_of(cap);

@@ -199,6 +199,32 @@ fn deliver(
         return 0;
     };
     let state = w.session.state();
+    if let Ok(n) = r {
+        if state == WsState::Open
+            && out.is_empty()
+            && items.iter().all(|i| matches!(i, Incoming::Message { .. }))
+        {
+            // The common case, whole messages and nothing else (no reply owed, no
+            // close, no failure): straight into the queue.
+            for item in items.drain(..) {
+                if let Incoming::Message { text, data } = item {
+                    let ev = Event {
+                        kind: EventKind::WsMsg,
+                        flags: if text { FLAG_TEXT } else { FLAG_BINARY },
+                        conn: c.id,
+                        parent: c.parent,
+                        code: 0,
+                        data: Payload::Owned(data),
+                        meta: Payload::Empty,
+                    };
+                    core.push_for(c, ev);
+                }
+            }
+            core.ws_items = items;
+            core.ws_out = out;
+            return n;
+        }
+    }
     // Messages that came in the same read as a protocol failure or the peer's close must
     // be answerable before our close frame goes out (Autobahn 3.2, 5.15, 7.1.1 strict):
     // hold that frame back until the application has drained these events.

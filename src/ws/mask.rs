@@ -31,6 +31,35 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     apply_mask_simple(chunks.into_remainder(), key, 0);
 }
 
+/// Appends `src` unmasked with `key` (from payload position 0) to `dst`: one pass
+/// over the bytes instead of a copy and then an in-place [`apply_mask`].
+pub fn extend_unmasked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
+    let word = u64::from_ne_bytes([
+        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+    ]);
+    dst.reserve(src.len());
+    let start = dst.len();
+    let out = dst.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    let mut chunks = src.chunks_exact(8);
+    let mut i = 0;
+    for chunk in &mut chunks {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        let masked = (u64::from_ne_bytes(bytes) ^ word).to_ne_bytes();
+        // SAFETY: `reserve` made room for `src.len()` bytes past `start`, and
+        // i + 8 <= src.len(); the spare capacity is ours to write.
+        unsafe { std::ptr::copy_nonoverlapping(masked.as_ptr(), out.add(i), 8) };
+        i += 8;
+    }
+    for (j, byte) in chunks.remainder().iter().enumerate() {
+        // SAFETY: as above, i + j < src.len(). The chunks were whole words, so the
+        // tail starts at a multiple of 4: its phase is j.
+        unsafe { out.add(i + j).write(byte ^ key[j & 3]) };
+    }
+    // SAFETY: every byte from start to start + src.len() was written above.
+    unsafe { dst.set_len(start + src.len()) };
+}
+
 /// Byte-at-a-time reference implementation of [`apply_mask`]; used for short
 /// tails and as the oracle in tests.
 pub fn apply_mask_simple(buf: &mut [u8], key: [u8; 4], offset: usize) {
@@ -53,6 +82,23 @@ mod tests {
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    #[test]
+    fn extend_unmasked_matches_a_copy_then_unmask() {
+        let key = [0x37, 0xfa, 0x21, 0x3d];
+        for len in 0..=200 {
+            for prefix in 0..3 {
+                let data = pattern(len);
+                let mut expected = vec![0xee; prefix];
+                let mut tail = data.clone();
+                apply_mask_simple(&mut tail, key, 0);
+                expected.extend_from_slice(&tail);
+                let mut out = vec![0xee; prefix];
+                extend_unmasked(&mut out, &data, key);
+                assert_eq!(out, expected, "len {len} prefix {prefix}");
+            }
+        }
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
 use crate::ws::frame::{encode_header, FrameHeader, MAX_CONTROL_PAYLOAD};
-use crate::ws::mask::apply_mask;
+use crate::ws::mask::{apply_mask, extend_unmasked};
 use crate::ws::random::MaskKeys;
 use crate::ws::utf8::{self, Utf8Validator};
 use crate::ws::OpCode;
@@ -346,14 +346,17 @@ impl Spares<'_> {
     /// reallocation) and not much larger, because the message may wait in the event
     /// queue and a 16-byte message should not hold a 64 KiB buffer meanwhile.
     fn copy_small(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let Some(mut b) = self
-            .small
-            .pop_fit(chunk.len(), chunk.len().max(SMALL_FIT) * 2)
-        else {
-            return chunk.to_vec();
-        };
+        let mut b = self.small_for(chunk.len());
         b.extend_from_slice(chunk);
         b
+    }
+
+    /// An empty buffer for a whole message of `n` bytes: pooled when one fits (see
+    /// [`Spares::copy_small`]), else a fresh one of exactly that capacity.
+    fn small_for(&mut self, n: usize) -> Vec<u8> {
+        self.small
+            .pop_fit(n, n.max(SMALL_FIT) * 2)
+            .unwrap_or_else(|| Vec::with_capacity(n))
     }
 }
 
@@ -571,6 +574,13 @@ impl Session {
     ) -> Result<usize, Failure> {
         let mut pos = 0;
         loop {
+            if self.frame.is_none() && self.takes_whole_frames() {
+                // In bounds: pos <= input.len().
+                if let Some(used) = self.take_whole_frame(&input[pos..], items, spares) {
+                    pos += used;
+                    continue;
+                }
+            }
             let mut frame = match self.frame {
                 Some(frame) => frame,
                 None => {
@@ -609,6 +619,62 @@ impl Session {
             }
         }
         Ok(pos)
+    }
+
+    /// Whether the next frame may take [`Session::take_whole_frame`]: a server between
+    /// messages, in whole-message mode, not closing.
+    fn takes_whole_frames(&self) -> bool {
+        self.message.is_none()
+            && self.state == State::Open
+            && self.role == Role::Server
+            && !self.stream_fragments
+    }
+
+    /// The common case in one step: `input` starts with a whole client frame that is a
+    /// whole message (FIN, Text or Binary, RSV clear: not compressed, masked) within the
+    /// size limits. Its payload is unmasked as it is copied into a pooled buffer (one
+    /// pass; `input` is left as it was) and delivered; returns the bytes it used.
+    /// `None` leaves the frame to the general path, which gives every error its answer:
+    /// a text message that is not valid UTF-8 is left to it as well.
+    fn take_whole_frame(
+        &mut self,
+        input: &[u8],
+        items: &mut Vec<Incoming>,
+        spares: &mut Spares<'_>,
+    ) -> Option<usize> {
+        let (&b0, &b1) = (input.first()?, input.get(1)?);
+        if b0 & 0xf0 != 0x80 || !matches!(b0 & 0x0f, 0x1 | 0x2) || b1 & 0x80 == 0 {
+            return None;
+        }
+        let (len, header_len) = match b1 & 0x7f {
+            127 => return None,
+            126 => {
+                let len = u16::from_be_bytes([*input.get(2)?, *input.get(3)?]);
+                (usize::from(len), 8)
+            }
+            n => (usize::from(n), 6),
+        };
+        let payload = input.get(header_len..header_len + len)?;
+        // Widening.
+        let len64 = len as u64;
+        if len64 > self.max_frame_size || len64 > self.max_message_size {
+            return None;
+        }
+        let key = [
+            input[header_len - 4],
+            input[header_len - 3],
+            input[header_len - 2],
+            input[header_len - 1],
+        ];
+        let text = b0 & 0x0f == 0x1;
+        let mut data = spares.small_for(len);
+        extend_unmasked(&mut data, payload, key);
+        if text && utf8::validate(&data).is_err() {
+            spares.small.push(data);
+            return None;
+        }
+        items.push(Incoming::Message { text, data });
+        Some(header_len + len)
     }
 
     /// Checks a new frame's header against the connection state (RFC 6455

@@ -1980,3 +1980,55 @@ fn bulk_reads_grow_the_buffer_with_what_arrives() {
         session.buffer.capacity()
     );
 }
+
+#[test]
+fn whole_frames_in_one_read_match_frames_read_byte_by_byte() {
+    // A whole frame in one read takes the one-pass path (`take_whole_frame`); read
+    // byte by byte the same frames take the general one. Both must agree on
+    // messages, replies and failures, including the cases the one-pass path leaves
+    // to the general one.
+    let long: Vec<u8> = (0..3000u32).map(|i| (i * 7) as u8).collect();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("binary", binary(b"hello")),
+        ("empty", binary(b"")),
+        ("16-bit length", binary(&long)),
+        ("text", text("h\u{e9}llo \u{1f600}".as_bytes())),
+        ("two in a row", concat(&[&text(b"a"), &binary(b"bc")])),
+        (
+            "invalid UTF-8",
+            concat(&[&binary(b"ok"), &text(&[0x61, 0xff])]),
+        ),
+        ("over the frame limit", binary(&long[..1001])),
+        ("over the message limit after a fragment", {
+            concat(&[&cf(false, 2, &long[..800]), &cf(true, 0, &long[..800])])
+        }),
+        ("a fragment then a whole frame", {
+            concat(&[&cf(false, 1, b"a"), &binary(b"b")])
+        }),
+        ("unmasked", raw_frame(true, 0, 2, b"x", None)),
+        (
+            "RSV1 without deflate",
+            raw_frame(true, 4, 2, b"x", Some(KEY)),
+        ),
+        ("ping between", concat(&[&ping(b"p"), &binary(b"after")])),
+        (
+            "close then data",
+            concat(&[&close_frame(1000, b""), &binary(b"late")]),
+        ),
+    ];
+    let limited = || {
+        server_with(|c| {
+            c.max_frame_size = 1000;
+            c.max_message_size = 1500;
+        })
+    };
+    for (name, input) in cases {
+        let whole = feed_all(&mut limited(), &input);
+        let bytewise = feed_bytewise(&mut limited(), &input);
+        assert_eq!(whole.items, bytewise.items, "{name}: items");
+        assert_eq!(whole.out, bytewise.out, "{name}: replies");
+        assert_eq!(whole.failure, bytewise.failure, "{name}: failure");
+    }
+    let m = feed_all(&mut server(), &binary(&long));
+    assert_eq!(m.items, vec![message(false, &long)]);
+}
