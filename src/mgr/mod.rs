@@ -1286,7 +1286,15 @@ fn server_tls(
 
 /// After TLS input: report a finished handshake once, send what waited for it, and
 /// make sure pending TLS records get a writable wakeup.
+#[inline]
 fn tls_progress(core: &mut Core, c: &mut Conn) {
+    if matches!(c.stream, Some(Stream::Tls(_))) {
+        tls_progress_tls(core, c);
+    }
+}
+
+/// The TLS part of [`tls_progress`], out of line: plain connections skip it.
+fn tls_progress_tls(core: &mut Core, c: &mut Conn) {
     let Some(Stream::Tls(t)) = c.stream.as_mut() else {
         return;
     };

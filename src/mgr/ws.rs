@@ -412,8 +412,8 @@ pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()
         .map_err(send_error)
     {
         // Header and payload go out as two parts: one copy of the payload at most.
-        Ok(true) => core.send(c, &[&out, data]),
-        Ok(false) => core.send(c, &[&out]),
+        Ok(Some(header)) => core.send(c, &[header.as_bytes(), data]),
+        Ok(None) => core.send(c, &[&out]),
         Err(e) => Err(e),
     };
     core.ws_out = out;

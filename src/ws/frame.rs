@@ -174,6 +174,44 @@ pub fn encode_header(
     .write(out);
 }
 
+/// The header of a final, uncompressed, unmasked frame (a server's whole message),
+/// made on the stack: 2, 4 or 10 bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct PlainHeader {
+    bytes: [u8; 10],
+    len: u8,
+}
+
+impl PlainHeader {
+    /// The header of a final `opcode` frame of `payload_len` bytes.
+    #[inline]
+    pub fn new(opcode: OpCode, payload_len: usize) -> Self {
+        let mut bytes = [0u8; 10];
+        bytes[0] = 0x80 | opcode.as_u8();
+        let len = if payload_len <= 125 {
+            // In range: at most 125.
+            bytes[1] = payload_len as u8;
+            2
+        } else if let Ok(n) = u16::try_from(payload_len) {
+            bytes[1] = 126;
+            bytes[2..4].copy_from_slice(&n.to_be_bytes());
+            4
+        } else {
+            bytes[1] = 127;
+            // Widening; RFC 6455 §5.2 wants the top bit clear, and no buffer reaches 2^63.
+            bytes[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+            10
+        };
+        Self { bytes, len }
+    }
+
+    /// The header's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,6 +336,17 @@ mod tests {
     fn top_bit_of_64_bit_length_is_rejected() {
         let bytes = [0x82, 0x7f, 0x80, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(FrameHeader::parse(&bytes), Err(HeaderError::LengthOverflow));
+    }
+
+    #[test]
+    fn plain_headers_match_the_general_encoder() {
+        for len in [0, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
+            for op in [OpCode::Text, OpCode::Binary] {
+                let mut general = Vec::new();
+                encode_header(true, false, op, None, len as u64, &mut general);
+                assert_eq!(PlainHeader::new(op, len).as_bytes(), &general[..], "{len}");
+            }
+        }
     }
 
     #[test]

@@ -37,27 +37,28 @@ pub fn extend_unmasked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
     let word = u64::from_ne_bytes([
         key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
     ]);
-    dst.reserve(src.len());
+    let n = src.len();
+    dst.reserve(n);
     let start = dst.len();
-    let out = dst.spare_capacity_mut().as_mut_ptr().cast::<u8>();
-    let mut chunks = src.chunks_exact(8);
-    let mut i = 0;
-    for chunk in &mut chunks {
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(chunk);
-        let masked = (u64::from_ne_bytes(bytes) ^ word).to_ne_bytes();
-        // SAFETY: `reserve` made room for `src.len()` bytes past `start`, and
-        // i + 8 <= src.len(); the spare capacity is ours to write.
-        unsafe { std::ptr::copy_nonoverlapping(masked.as_ptr(), out.add(i), 8) };
-        i += 8;
+    // SAFETY: `reserve` made room for `n` bytes past `start`; every read is within
+    // `src` (i + 8 <= n, then i < n) and every write within that room; unaligned
+    // accesses are spelled as such. All `n` bytes are written before `set_len`.
+    unsafe {
+        let out = dst.as_mut_ptr().add(start);
+        let from = src.as_ptr();
+        let mut i = 0;
+        while i + 8 <= n {
+            let w = std::ptr::read_unaligned(from.add(i).cast::<u64>()) ^ word;
+            std::ptr::write_unaligned(out.add(i).cast::<u64>(), w);
+            i += 8;
+        }
+        // i is a multiple of 8 here, so the key's phase is i & 3 = 0 onwards.
+        while i < n {
+            *out.add(i) = *from.add(i) ^ key[i & 3];
+            i += 1;
+        }
+        dst.set_len(start + n);
     }
-    for (j, byte) in chunks.remainder().iter().enumerate() {
-        // SAFETY: as above, i + j < src.len(). The chunks were whole words, so the
-        // tail starts at a multiple of 4: its phase is j.
-        unsafe { out.add(i + j).write(byte ^ key[j & 3]) };
-    }
-    // SAFETY: every byte from start to start + src.len() was written above.
-    unsafe { dst.set_len(start + src.len()) };
 }
 
 /// Byte-at-a-time reference implementation of [`apply_mask`]; used for short

@@ -16,7 +16,7 @@ use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
-use crate::ws::frame::{encode_header, FrameHeader, MAX_CONTROL_PAYLOAD};
+use crate::ws::frame::{encode_header, FrameHeader, PlainHeader, MAX_CONTROL_PAYLOAD};
 use crate::ws::mask::{apply_mask, extend_unmasked};
 use crate::ws::random::MaskKeys;
 use crate::ws::utf8::{self, Utf8Validator};
@@ -1138,20 +1138,20 @@ impl Session {
     }
 
     /// Like [`send`](Self::send), but where the frame goes out as it is (server role,
-    /// not compressed) only its header is appended to `out` and `Ok(true)` says the
-    /// caller must send `payload` right after it, sparing a copy of the payload. Otherwise
-    /// the whole frame is in `out` and the answer is `Ok(false)`.
+    /// not compressed) only its header is made, returned as `Ok(Some(header))`: the
+    /// caller sends `payload` right after it, sparing a copy of the payload. Otherwise
+    /// the whole frame is appended to `out` and the answer is `Ok(None)`.
     pub fn send_header(
         &mut self,
         opcode: OpCode,
         payload: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<bool, SendError> {
+    ) -> Result<Option<PlainHeader>, SendError> {
         let plain = self.role == Role::Server
             && matches!(opcode, OpCode::Text | OpCode::Binary)
             && (self.deflate.is_none() || payload.len() < self.compress_threshold);
         if !plain {
-            return self.send(opcode, payload, out).map(|()| false);
+            return self.send(opcode, payload, out).map(|()| None);
         }
         if self.state != State::Open {
             return Err(SendError::NotOpen);
@@ -1162,8 +1162,7 @@ impl Session {
         if opcode == OpCode::Text && utf8::validate(payload).is_err() {
             return Err(SendError::InvalidUtf8);
         }
-        encode_header(true, false, opcode, None, payload.len() as u64, out);
-        Ok(true)
+        Ok(Some(PlainHeader::new(opcode, payload.len())))
     }
 
     fn write_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
