@@ -179,8 +179,9 @@ cc -O2 -g -std=c11 -Wall -Wextra -I"$ROOT/include" -o "$BENCH/build/reuseport_wo
 # Native uWebSockets (the C++ library inside Bun): its sources come from crates.io, in the
 # crate libuwebsockets-sys (pinned with its checksum in bench/peers/uws/Cargo.lock; that
 # manifest is only fetched, never built). Compiled as uWebSockets' own build does it
-# (build.c, uSockets/Makefile: -O3 -march=native -flto, no TLS), with zlib for
-# permessage-deflate.
+# (build.c, uSockets/Makefile: -O3 -flto, no TLS), with zlib for permessage-deflate, but
+# for the generic x86-64 target (no -march=native) as this library is built, which also
+# lets valgrind run it (scripts/bench-instructions.sh).
 UWS_DIR=$BENCH/peers/uws
 UWS_BIN=$BENCH/build/uws/uws_echo
 build_uws() {
@@ -192,12 +193,13 @@ m = json.load(sys.stdin)
 print(next(os.path.dirname(p["manifest_path"]) for p in m["packages"] if p["name"] == "libuwebsockets-sys"))')/uWebSockets
   [ -d "$src/src" ] && [ -d "$src/uSockets/src" ] || return 1
   mkdir -p "$obj" && rm -f "$obj"/*.o &&
-    (cd "$obj" && gcc -O3 -march=native -flto -DLIBUS_NO_SSL -std=c11 -I"$src/uSockets/src" \
+    (cd "$obj" && gcc -O3 -flto -DLIBUS_NO_SSL -std=c11 -I"$src/uSockets/src" \
       -c "$src"/uSockets/src/*.c "$src"/uSockets/src/eventing/*.c "$src"/uSockets/src/crypto/*.c) &&
-    g++ -O3 -march=native -flto -DLIBUS_NO_SSL -std=c++20 -I"$src/src" -I"$src/uSockets/src" \
+    g++ -O3 -flto -DLIBUS_NO_SSL -std=c++20 -I"$src/src" -I"$src/uSockets/src" \
       -o "$UWS_BIN" "$UWS_DIR/uws_echo.cpp" "$obj"/*.o -lz
 }
-if [ ! -x "$UWS_BIN" ] || [ "$UWS_DIR/uws_echo.cpp" -nt "$UWS_BIN" ] || [ "$UWS_DIR/Cargo.lock" -nt "$UWS_BIN" ]; then
+if [ ! -x "$UWS_BIN" ] || [ "$UWS_DIR/uws_echo.cpp" -nt "$UWS_BIN" ] || [ "$UWS_DIR/Cargo.lock" -nt "$UWS_BIN" ] ||
+   [ "$0" -nt "$UWS_BIN" ]; then
   say "building native uWebSockets (sources from crates.io: libuwebsockets-sys)"
   build_uws > "$LOGS/uws-build.log" 2>&1 || { rm -f "$UWS_BIN"; note uws "did not build (see logs/uws-build.log)"; }
 fi
