@@ -220,7 +220,14 @@ impl Core {
             // Small sends are gathered and written once per connection when the
             // application next calls into the manager (the drain call that follows its
             // replies, or the next poll): a batch of echoes costs one write, not one each.
-            self.append(c, parts, 0);
+            if c.wmore.is_none() && c.wbuf.capacity() - c.wbuf.len() >= total {
+                // Room in the head buffer: the common case of a batch, appended as is.
+                for p in parts {
+                    c.wbuf.extend_from_slice(p);
+                }
+            } else {
+                self.append(c, parts, 0);
+            }
             self.mark_dirty(c);
             return Ok(());
         }

@@ -405,19 +405,18 @@ pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()
     if w.session.state() != WsState::Open {
         return Err(Error::Closed(c.id));
     }
-    let mut out = core.take_ws_out();
-    let r = match w
-        .session
-        .send_header(op, data, &mut out)
-        .map_err(send_error)
-    {
+    core.ws_out.clear();
+    match w.session.send_header(op, data, &mut core.ws_out) {
         // Header and payload go out as two parts: one copy of the payload at most.
         Ok(Some(header)) => core.send(c, &[header.as_bytes(), data]),
-        Ok(None) => core.send(c, &[&out]),
-        Err(e) => Err(e),
-    };
-    core.ws_out = out;
-    r
+        Ok(None) => {
+            let out = std::mem::take(&mut core.ws_out);
+            let r = core.send(c, &[&out]);
+            core.ws_out = out;
+            r
+        }
+        Err(e) => Err(send_error(e)),
+    }
 }
 
 /// Sends one piece of a fragmented message.

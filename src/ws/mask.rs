@@ -17,9 +17,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     let key = rotate_key(key, offset);
     // A word holds the key twice, so it stays in phase over 8-byte steps:
     // 8 is a multiple of 4, every chunk starts at payload position ≡ offset.
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = key_word(key);
     let mut chunks = buf.chunks_exact_mut(8);
     for chunk in &mut chunks {
         // `chunks_exact_mut` guarantees 8 bytes; the conversion cannot fail
@@ -34,9 +32,7 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
 /// Appends `src` unmasked with `key` (from payload position 0) to `dst`: one pass
 /// over the bytes instead of a copy and then an in-place [`apply_mask`].
 pub fn extend_unmasked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
-    let word = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
+    let word = key_word(key);
     let n = src.len();
     dst.reserve(n);
     let start = dst.len();
@@ -59,6 +55,14 @@ pub fn extend_unmasked(dst: &mut Vec<u8>, src: &[u8], key: [u8; 4]) {
         }
         dst.set_len(start + n);
     }
+}
+
+/// The key twice over in one word (as bytes in memory: k0 k1 k2 k3 k0 k1 k2 k3), built
+/// with a shift rather than byte by byte.
+#[inline]
+fn key_word(key: [u8; 4]) -> u64 {
+    let k = u64::from(u32::from_ne_bytes(key));
+    k | (k << 32)
 }
 
 /// Byte-at-a-time reference implementation of [`apply_mask`]; used for short
