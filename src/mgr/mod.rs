@@ -1286,7 +1286,7 @@ fn server_tls(
 
 /// After TLS input: report a finished handshake once, send what waited for it, and
 /// make sure pending TLS records get a writable wakeup.
-#[inline]
+#[inline(always)]
 fn tls_progress(core: &mut Core, c: &mut Conn) {
     if matches!(c.stream, Some(Stream::Tls(_))) {
         tls_progress_tls(core, c);
