@@ -24,14 +24,6 @@ fn class_of(cap: usize) -> usize {
     (bits.saturating_sub(MIN_SHIFT) as usize).min(CLASSES - 1)
 }
 
-/// Small requests (up to this many bytes) get buffers of at least this capacity, all
-/// from one class: any kept small buffer then fits any small request, and taking one
-/// is a pop (see [`BufPool::take`]).
-pub const SMALL_CAP: usize = 1 << MIN_SHIFT;
-
-/// The class of [`SMALL_CAP`].
-const SMALL_CLASS: usize = 1;
-
 /// Stacks of cleared buffers by size class; the most recently returned is handed out
 /// first.
 #[derive(Debug)]
@@ -62,23 +54,6 @@ impl BufPool {
     /// An empty pool that keeps nothing: every `push` drops its buffer.
     pub fn none() -> Self {
         Self::new(0, 0)
-    }
-
-    /// An empty buffer with a capacity of at least `n`: a kept one when there is one,
-    /// else a new one, of [`SMALL_CAP`] when `n` is small. A small request is served
-    /// from the small class alone (every buffer there fits it), so the common case
-    /// costs a pop; the capacity stays under twice the small size.
-    #[inline]
-    pub fn take(&mut self, n: usize) -> Vec<u8> {
-        if n <= SMALL_CAP {
-            self.draws += 1;
-            self.last_use[SMALL_CLASS] = self.draws;
-            return self
-                .take_from(SMALL_CLASS)
-                .unwrap_or_else(|| Vec::with_capacity(SMALL_CAP));
-        }
-        self.pop_at_least(n)
-            .unwrap_or_else(|| Vec::with_capacity(n))
     }
 
     /// A kept buffer (empty) with a capacity of at least `n`, the smallest class first.
@@ -264,21 +239,6 @@ mod tests {
         assert!(pool.pop_at_least(2000).is_none());
         assert!(pool.pop_at_least(0).unwrap().capacity() >= 1000);
         assert!(pool.is_empty() && pool.bytes() == 0);
-    }
-
-    #[test]
-    fn small_requests_share_one_class() {
-        let mut pool = BufPool::new(10, 1 << 20);
-        let a = pool.take(16);
-        assert_eq!(a.capacity(), SMALL_CAP);
-        assert!(pool.push(a));
-        // Any small request takes it, whatever its size; a larger one does not.
-        assert_eq!(pool.take(SMALL_CAP).capacity(), SMALL_CAP);
-        assert!(pool.is_empty());
-        assert!(pool.push(Vec::with_capacity(SMALL_CAP)));
-        assert!(pool.take(SMALL_CAP + 1).capacity() > SMALL_CAP);
-        assert_eq!(pool.len(), 1);
-        assert!(pool.take(1).capacity() == SMALL_CAP && pool.is_empty());
     }
 
     #[test]

@@ -141,7 +141,9 @@ impl Core {
 
     /// An empty buffer for at least `n` bytes, from the pool when one is kept.
     pub fn take_buf(&mut self, n: usize) -> Vec<u8> {
-        self.buf_pool.take(n)
+        self.buf_pool
+            .pop_at_least(n)
+            .unwrap_or_else(|| Vec::with_capacity(n))
     }
 
     /// Gives a buffer back for reuse. Small ones go to the small pool; large ones (big

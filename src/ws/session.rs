@@ -12,7 +12,7 @@
 //! inflated as it arrives, and every size limit is enforced before the bytes
 //! it limits are stored.
 
-use crate::bufpool::{BufPool, SMALL_CAP};
+use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
@@ -352,17 +352,16 @@ impl Spares<'_> {
     }
 
     /// An empty buffer for a whole message of `n` bytes: pooled when one fits (see
-    /// [`Spares::copy_small`]), else a fresh one. Small messages all take buffers of
-    /// the small size ([`BufPool::take`]); larger ones one of at most twice their size.
+    /// [`Spares::copy_small`]), else a fresh one of exactly that capacity.
     fn small_for(&mut self, n: usize) -> Vec<u8> {
-        if n <= SMALL_CAP {
-            return self.small.take(n);
-        }
         self.small
-            .pop_fit(n, n * 2)
+            .pop_fit(n, n.max(SMALL_FIT) * 2)
             .unwrap_or_else(|| Vec::with_capacity(n))
     }
 }
+
+/// Below this size any pooled buffer up to twice it is taken for a message.
+const SMALL_FIT: usize = 512;
 
 /// A data frame with at least this much payload still to come is read straight into
 /// its message buffer (see [`Session::wants_bulk`]).
