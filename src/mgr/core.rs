@@ -58,6 +58,8 @@ pub struct Core {
     pub buf_pool: BufPool,
     /// The shared receive buffer (taken out while in use).
     pub scratch: Vec<u8>,
+    /// Bytes read by the current poll (see `POLL_READ_BUDGET`).
+    pub read_in_poll: usize,
     /// The last header block of a reply, normalised.
     pub header_cache: crate::http::response::HeaderCache,
     /// Clock of the current poll iteration.
@@ -112,6 +114,7 @@ impl Core {
             request_pool: Vec::new(),
             buf_pool: BufPool::new(POOL_MAX, POOL_BYTES),
             scratch: vec![0; SCRATCH_SIZE],
+            read_in_poll: 0,
             header_cache: Default::default(),
             now: start,
             now_tick: crate::clock::tick(start),
