@@ -928,6 +928,11 @@ fn a_poll_reads_a_bounded_batch_and_leaves_the_fd_readable_for_the_rest() {
         got.entry(conn).or_default().extend_from_slice(&d);
     }
     assert!(readable(fd, 0), "the rest is waiting: the fd must say so");
+    assert_eq!(
+        unsafe { wss_mgr_next_timeout_ms(m.0) },
+        0,
+        "and the timeout a host would sleep for"
+    );
     let t0 = Instant::now();
     while got.values().map(Vec::len).sum::<usize>() < N * EACH {
         assert!(t0.elapsed() < Duration::from_secs(10), "bytes lost");

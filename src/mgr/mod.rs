@@ -475,7 +475,8 @@ impl Manager {
 
     /// Milliseconds until the next timer or deadline (rounded up), or -1 if none.
     pub fn next_timeout_ms(&mut self) -> i64 {
-        if !self.core.queue.is_empty() || !self.core.retry.is_empty() {
+        let leftover = self.ready_pos < self.ready.len();
+        if !self.core.queue.is_empty() || !self.core.retry.is_empty() || leftover {
             return 0;
         }
         match self.next_deadline() {

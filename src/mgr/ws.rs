@@ -410,8 +410,9 @@ pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()
         // Header and payload go out as two parts: one copy of the payload at most.
         Ok(Some(header)) => core.send(c, &[header.as_bytes(), data]),
         Ok(None) => {
-            let out = std::mem::take(&mut core.ws_out);
+            let mut out = std::mem::take(&mut core.ws_out);
             let r = core.send(c, &[&out]);
+            out.clear();
             core.ws_out = out;
             r
         }
