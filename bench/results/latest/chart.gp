@@ -1,7 +1,7 @@
 set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
 set output "chart.png"
 set datafile missing "-"
-set multiplot title "libwsserver benchmark 20261203-103857 — AMD EPYC, 2 cores, server on CPU 0, load generator on CPU 1"
+set multiplot title "libwsserver benchmark 20261203-132930 — AMD EPYC, 2 cores, server on CPU 0, load generator on CPU 1"
 set origin 0,0.45
 set size 1,0.52
 set style data histograms
@@ -14,7 +14,7 @@ set grid ytics mytics
 set ylabel "WebSocket echo messages/s (log scale; higher is better)"
 set xtics rotate by -20 nomirror
 set yrange [100:*]
-plot for [i=2:11] "chart.dat" using i:xtic(1) title columnhead(i) lc rgb word("#d62728 #ff7f0e #1f77b4 #2ca02c #9467bd #8c564b #e377c2 #7f7f7f #d0d0d0 #a0a0a0", i-1)
+plot for [i=2:12] "chart.dat" using i:xtic(1) title columnhead(i) lc rgb word("#d62728 #ff7f0e #1f77b4 #17becf #2ca02c #9467bd #8c564b #e377c2 #7f7f7f #d0d0d0 #a0a0a0", i-1)
 unset key
 set style fill solid 0.9 border -1
 set boxwidth 0.6
