@@ -96,13 +96,14 @@ impl BufPool {
         Some(b)
     }
 
-    /// Frees buffers of classes asked for less recently than `class` until `need`
-    /// more bytes fit; false when they do not.
+    /// Whether `need` more bytes fit, after freeing buffers of staler classes if need be.
     #[inline]
     fn make_room(&mut self, class: usize, need: usize) -> bool {
         self.bytes + need <= self.max_bytes || self.evict_for(class, need)
     }
 
+    /// Frees buffers of classes asked for less recently than `class` until `need`
+    /// more bytes fit; false when they do not.
     #[cold]
     fn evict_for(&mut self, class: usize, need: usize) -> bool {
         while self.bytes + need > self.max_bytes {

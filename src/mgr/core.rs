@@ -225,14 +225,7 @@ impl Core {
             // Small sends are gathered and written once per connection when the
             // application next calls into the manager (the drain call that follows its
             // replies, or the next poll): a batch of echoes costs one write, not one each.
-            if c.wmore.is_none() && c.wbuf.capacity() - c.wbuf.len() >= total {
-                // Room in the head buffer: the common case of a batch, appended as is.
-                for p in parts {
-                    c.wbuf.extend_from_slice(p);
-                }
-            } else {
-                self.append(c, parts, 0);
-            }
+            self.append(c, parts, 0);
             self.mark_dirty(c);
             return Ok(());
         }
@@ -305,6 +298,13 @@ impl Core {
     /// single buffer grows.
     fn append(&mut self, c: &mut Conn, parts: &[&[u8]], mut skip: usize) {
         let add = parts.iter().map(|p| p.len()).sum::<usize>() - skip;
+        if skip == 0 && c.wmore.is_none() && c.wbuf.capacity() - c.wbuf.len() >= add {
+            // Room in the head buffer (the common case within a batch): appended as is.
+            for p in parts {
+                c.wbuf.extend_from_slice(p);
+            }
+            return;
+        }
         let pending = c.wbuf.len() - c.wpos;
         let into_head = c.wmore.is_none() && (pending == 0 || pending + add <= POOLED_BUFFER_MAX);
         let buf = if into_head {

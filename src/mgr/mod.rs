@@ -475,7 +475,7 @@ impl Manager {
 
     /// Milliseconds until the next timer or deadline (rounded up), or -1 if none.
     pub fn next_timeout_ms(&mut self) -> i64 {
-        let leftover = self.ready_pos < self.ready.len();
+        let leftover = self.has_leftover_readiness();
         if !self.core.queue.is_empty() || !self.core.retry.is_empty() || leftover {
             return 0;
         }
@@ -486,6 +486,11 @@ impl Manager {
                 d.as_millis() as i64 + i64::from(d.subsec_nanos() % 1_000_000 != 0)
             }
         }
+    }
+
+    /// Whether a poll stopped at its read budget with readiness still to handle.
+    fn has_leftover_readiness(&self) -> bool {
+        self.ready_pos < self.ready.len()
     }
 
     fn next_deadline(&mut self) -> Option<Instant> {
@@ -653,7 +658,7 @@ impl Manager {
         } else {
             Some(Duration::from_millis(timeout_ms as u64))
         };
-        let leftover = self.ready_pos < self.ready.len();
+        let leftover = self.has_leftover_readiness();
         if !self.core.queue.is_empty() || !self.core.retry.is_empty() || leftover {
             timeout = Some(Duration::ZERO);
         }

@@ -199,88 +199,57 @@ fn deliver(
         return 0;
     };
     let state = w.session.state();
-    if let Ok(n) = r {
-        if state == WsState::Open
-            && out.is_empty()
-            && items.iter().all(|i| matches!(i, Incoming::Message { .. }))
-        {
-            // The common case, whole messages and nothing else (no reply owed, no
-            // close, no failure): straight into the queue.
-            for item in items.drain(..) {
-                if let Incoming::Message { text, data } = item {
-                    let ev = Event {
-                        kind: EventKind::WsMsg,
-                        flags: if text { FLAG_TEXT } else { FLAG_BINARY },
-                        conn: c.id,
-                        parent: c.parent,
-                        code: 0,
-                        data: Payload::Owned(data),
-                        meta: Payload::Empty,
-                    };
-                    core.push_for(c, ev);
-                }
-            }
-            core.ws_items = items;
-            core.ws_out = out;
-            return n;
-        }
-    }
     // Messages that came in the same read as a protocol failure or the peer's close must
     // be answerable before our close frame goes out (Autobahn 3.2, 5.15, 7.1.1 strict):
     // hold that frame back until the application has drained these events.
-    let messages = items.iter().any(|i| !matches!(i, Incoming::Close { .. }));
     let mut deferred = None;
-    if messages && w.session.role() == Role::Server {
-        let n = match (&r, state) {
-            (Err(_), _) => w.session.failure_frame_len(),
-            (Ok(_), WsState::CloseReceived) => w.session.close_reply_len(),
-            _ => 0,
-        };
-        if n > 0 && n <= out.len() {
-            deferred = Some(out.split_off(out.len() - n));
-        }
+    let n = match (&r, state) {
+        (Err(_), _) => w.session.failure_frame_len(),
+        (Ok(_), WsState::CloseReceived) => w.session.close_reply_len(),
+        _ => 0,
+    };
+    if n > 0
+        && n <= out.len()
+        && w.session.role() == Role::Server
+        && items.iter().any(|i| !matches!(i, Incoming::Close { .. }))
+    {
+        deferred = Some(out.split_off(out.len() - n));
     }
     let mut closing = None;
     for item in items.drain(..) {
-        let ev = match item {
-            Incoming::Message { text, data } => {
-                let mut ev = Event::new(EventKind::WsMsg, c.id).with_data(data);
-                ev.flags = if text { FLAG_TEXT } else { FLAG_BINARY };
-                ev
-            }
+        let (kind, flags, data) = match item {
+            Incoming::Message { text, data } => (EventKind::WsMsg, data_flag(text), data),
             Incoming::Fragment {
                 text,
                 data,
                 first,
                 fin,
             } => {
-                let mut ev = Event::new(EventKind::WsFragment, c.id).with_data(data);
-                ev.flags = if text { FLAG_TEXT } else { FLAG_BINARY };
+                let mut flags = data_flag(text);
                 if first {
-                    ev.flags |= FLAG_FIRST;
+                    flags |= FLAG_FIRST;
                 }
                 if fin {
-                    ev.flags |= FLAG_FIN;
+                    flags |= FLAG_FIN;
                 }
-                ev
+                (EventKind::WsFragment, flags, data)
             }
-            Incoming::Ping(p) => {
-                let mut ev = Event::new(EventKind::WsCtl, c.id).with_data(p);
-                ev.flags = u32::from(OpCode::Ping.as_u8());
-                ev
-            }
-            Incoming::Pong(p) => {
-                let mut ev = Event::new(EventKind::WsCtl, c.id).with_data(p);
-                ev.flags = u32::from(OpCode::Pong.as_u8());
-                ev
-            }
+            Incoming::Ping(p) => (EventKind::WsCtl, u32::from(OpCode::Ping.as_u8()), p),
+            Incoming::Pong(p) => (EventKind::WsCtl, u32::from(OpCode::Pong.as_u8()), p),
             Incoming::Close { code, reason } => {
                 closing = Some((code, reason));
                 continue;
             }
         };
-        let mut ev = ev;
-        ev.parent = c.parent;
+        let ev = Event {
+            kind,
+            flags,
+            conn: c.id,
+            parent: c.parent,
+            code: 0,
+            data: Payload::Owned(data),
+            meta: Payload::Empty,
+        };
         core.push_for(c, ev);
     }
     core.ws_items = items;
@@ -335,6 +304,15 @@ fn deliver(
             }
             consumed
         }
+    }
+}
+
+/// The event flag of a data message's type.
+fn data_flag(text: bool) -> u32 {
+    if text {
+        FLAG_TEXT
+    } else {
+        FLAG_BINARY
     }
 }
 

@@ -128,26 +128,54 @@ impl FrameHeader {
     /// bits of `opcode` and the low 63 bits of `payload_len` are used, so the
     /// output is always a syntactically valid header.
     pub fn write(&self, out: &mut Vec<u8>) {
-        let b0 = (u8::from(self.fin) << 7)
+        out.extend_from_slice(self.encode().as_bytes());
+    }
+
+    /// The header's bytes, made on the stack (minimal length encoding).
+    #[inline]
+    pub fn encode(&self) -> HeaderBytes {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        bytes[0] = (u8::from(self.fin) << 7)
             | (u8::from(self.rsv1) << 6)
             | (u8::from(self.rsv2) << 5)
             | (u8::from(self.rsv3) << 4)
             | (self.opcode & 0x0f);
         let mask_bit = if self.mask.is_some() { 0x80 } else { 0 };
         let len = self.payload_len & (u64::MAX >> 1);
-        out.push(b0);
-        if len <= 125 {
-            out.push(mask_bit | len as u8);
+        let mut n = if len <= 125 {
+            // In range: at most 125.
+            bytes[1] = mask_bit | len as u8;
+            2
         } else if let Ok(len) = u16::try_from(len) {
-            out.push(mask_bit | 126);
-            out.extend_from_slice(&len.to_be_bytes());
+            bytes[1] = mask_bit | 126;
+            bytes[2..4].copy_from_slice(&len.to_be_bytes());
+            4
         } else {
-            out.push(mask_bit | 127);
-            out.extend_from_slice(&len.to_be_bytes());
-        }
+            bytes[1] = mask_bit | 127;
+            bytes[2..10].copy_from_slice(&len.to_be_bytes());
+            10
+        };
         if let Some(key) = self.mask {
-            out.extend_from_slice(&key);
+            bytes[n..n + 4].copy_from_slice(&key);
+            n += 4;
         }
+        HeaderBytes { bytes, len: n }
+    }
+}
+
+/// An encoded frame header, on the stack.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderBytes {
+    bytes: [u8; MAX_HEADER_LEN],
+    len: usize,
+}
+
+impl HeaderBytes {
+    /// The header's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        // In bounds: `encode` writes at most MAX_HEADER_LEN bytes.
+        &self.bytes[..self.len]
     }
 }
 
@@ -172,44 +200,6 @@ pub fn encode_header(
         payload_len,
     }
     .write(out);
-}
-
-/// The header of a final, uncompressed, unmasked frame (a server's whole message),
-/// made on the stack: 2, 4 or 10 bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct PlainHeader {
-    bytes: [u8; 10],
-    len: u8,
-}
-
-impl PlainHeader {
-    /// The header of a final `opcode` frame of `payload_len` bytes.
-    #[inline]
-    pub fn new(opcode: OpCode, payload_len: usize) -> Self {
-        let mut bytes = [0u8; 10];
-        bytes[0] = 0x80 | opcode.as_u8();
-        let len = if payload_len <= 125 {
-            // In range: at most 125.
-            bytes[1] = payload_len as u8;
-            2
-        } else if let Ok(n) = u16::try_from(payload_len) {
-            bytes[1] = 126;
-            bytes[2..4].copy_from_slice(&n.to_be_bytes());
-            4
-        } else {
-            bytes[1] = 127;
-            // Widening; RFC 6455 §5.2 wants the top bit clear, and no buffer reaches 2^63.
-            bytes[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
-            10
-        };
-        Self { bytes, len }
-    }
-
-    /// The header's bytes.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
 }
 
 #[cfg(test)]
@@ -339,12 +329,24 @@ mod tests {
     }
 
     #[test]
-    fn plain_headers_match_the_general_encoder() {
+    fn encoded_headers_parse_back_at_every_length_boundary() {
         for len in [0, 1, 125, 126, 127, 65_535, 65_536, 1 << 20] {
-            for op in [OpCode::Text, OpCode::Binary] {
-                let mut general = Vec::new();
-                encode_header(true, false, op, None, len as u64, &mut general);
-                assert_eq!(PlainHeader::new(op, len).as_bytes(), &general[..], "{len}");
+            for mask in [None, Some([1, 2, 3, 4])] {
+                let h = FrameHeader {
+                    fin: true,
+                    rsv1: false,
+                    rsv2: false,
+                    rsv3: false,
+                    opcode: OpCode::Binary.as_u8(),
+                    mask,
+                    payload_len: len,
+                };
+                let bytes = h.encode();
+                assert_eq!(
+                    header(bytes.as_bytes()),
+                    (h, bytes.as_bytes().len()),
+                    "{len}"
+                );
             }
         }
     }

@@ -16,7 +16,7 @@ use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::deflate::{DeflateConfig, DeflateParams, Deflater, InflateError, Inflater};
-use crate::ws::frame::{encode_header, FrameHeader, PlainHeader, MAX_CONTROL_PAYLOAD};
+use crate::ws::frame::{encode_header, FrameHeader, HeaderBytes, MAX_CONTROL_PAYLOAD};
 use crate::ws::mask::{apply_mask, extend_unmasked};
 use crate::ws::random::MaskKeys;
 use crate::ws::utf8::{self, Utf8Validator};
@@ -642,31 +642,18 @@ impl Session {
         items: &mut Vec<Incoming>,
         spares: &mut Spares<'_>,
     ) -> Option<usize> {
-        let (&b0, &b1) = (input.first()?, input.get(1)?);
-        if b0 & 0xf0 != 0x80 || !matches!(b0 & 0x0f, 0x1 | 0x2) || b1 & 0x80 == 0 {
+        let (h, header_len) = FrameHeader::parse(input).ok()??;
+        let data_opcode = h.opcode == OpCode::Text.as_u8() || h.opcode == OpCode::Binary.as_u8();
+        if !h.fin || h.rsv1 || h.rsv2 || h.rsv3 || !data_opcode {
             return None;
         }
-        let (len, header_len) = match b1 & 0x7f {
-            127 => return None,
-            126 => {
-                let len = u16::from_be_bytes([*input.get(2)?, *input.get(3)?]);
-                (usize::from(len), 8)
-            }
-            n => (usize::from(n), 6),
-        };
-        let payload = input.get(header_len..header_len + len)?;
-        // Widening.
-        let len64 = len as u64;
-        if len64 > self.max_frame_size || len64 > self.max_message_size {
+        let key = h.mask?;
+        if h.payload_len > self.max_frame_size || h.payload_len > self.max_message_size {
             return None;
         }
-        let key = [
-            input[header_len - 4],
-            input[header_len - 3],
-            input[header_len - 2],
-            input[header_len - 1],
-        ];
-        let text = b0 & 0x0f == 0x1;
+        let len = usize::try_from(h.payload_len).ok()?;
+        let payload = input.get(header_len..header_len.checked_add(len)?)?;
+        let text = h.opcode == OpCode::Text.as_u8();
         let mut data = spares.small_for(len);
         extend_unmasked(&mut data, payload, key);
         if text && utf8::validate(&data).is_err() {
@@ -1146,7 +1133,7 @@ impl Session {
         opcode: OpCode,
         payload: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<Option<PlainHeader>, SendError> {
+    ) -> Result<Option<HeaderBytes>, SendError> {
         let plain = self.role == Role::Server
             && matches!(opcode, OpCode::Text | OpCode::Binary)
             && (self.deflate.is_none() || payload.len() < self.compress_threshold);
@@ -1162,7 +1149,17 @@ impl Session {
         if opcode == OpCode::Text && utf8::validate(payload).is_err() {
             return Err(SendError::InvalidUtf8);
         }
-        Ok(Some(PlainHeader::new(opcode, payload.len())))
+        let header = FrameHeader {
+            fin: true,
+            rsv1: false,
+            rsv2: false,
+            rsv3: false,
+            opcode: opcode.as_u8(),
+            mask: None,
+            // Widening.
+            payload_len: payload.len() as u64,
+        };
+        Ok(Some(header.encode()))
     }
 
     fn write_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
