@@ -27,6 +27,13 @@ const BIG_POOL_MAX: usize = 64;
 /// Sends up to this size are gathered per connection and written at the next flush
 /// point; larger ones are written at once (gathering would only add a copy).
 const COALESCE_MAX: usize = 16 << 10;
+/// The least capacity of a connection's send buffer when a send starts one. Smaller
+/// sends would take a buffer of their own size (often a just-delivered message's, from
+/// the pool's smallest class) and grow it by reallocation as a batch of replies is
+/// appended; from this size up they come from a class no message buffer under 1 KiB
+/// lands in, and a batch of small replies fits without growing. The buffer goes back
+/// to the pool when a flush empties it, so idle connections do not hold it.
+const SEND_BUFFER_START: usize = 1 << 10;
 /// Write buffers up to this capacity are kept for reuse.
 const POOLED_BUFFER_MAX: usize = 64 << 10;
 /// Most small buffers kept for reuse per size class: enough for a burst of thousands
@@ -313,7 +320,7 @@ impl Core {
                 c.wpos = 0;
             }
             if c.wbuf.capacity() == 0 {
-                c.wbuf = self.buffer_for(add);
+                c.wbuf = self.buffer_for(add.max(SEND_BUFFER_START));
             }
             &mut c.wbuf
         } else {
