@@ -333,9 +333,21 @@ record() {
 LG_TIMEOUT=$(awk -v w="$WARMUP" -v d="$DURATION" 'BEGIN{printf "%d", w+d+60}')
 
 # ---------------------------------------------------------------------------------------
+# The servers in the order of run RUN (1-based): the list rotated by RUN-1 times its
+# length over the number of runs, so that over the runs each server is measured early,
+# in the middle and late.
+rotated() {
+  local run=$1; shift
+  local n=$# i start
+  local -a keys=("$@")
+  start=$(( (run - 1) * ((n + RUNS - 1) / RUNS) % n ))
+  for ((i = 0; i < n; i++)); do printf '%s ' "${keys[(start + i) % n]}"; done
+}
+
 # 1. WebSocket echo: every server stays up (idle while another is measured); runs are
 # interleaved (run 1 of every server and case, then run 2, ...) so that drift in a shared
-# machine spreads over all rows.
+# machine spreads over all rows, and each run starts the order at a different server
+# (see rotated), so that no server is always the first after a change of case.
 declare -A EPORT EPID
 for k in "${ECHO_KEYS[@]}"; do
   [ -n "${NA[$k]:-}" ] && continue
@@ -345,13 +357,14 @@ for k in "${ECHO_KEYS[@]}"; do
 done
 say "echo: ${#EPORT[@]} servers up; ${#CASES[@]} cases x $RUNS runs of ${DURATION}s (+${WARMUP}s warm-up)"
 for run in $(seq "$RUNS"); do
+  read -ra ORDER <<< "$(rotated "$run" "${ECHO_KEYS[@]}")"
   for c in "${CASES[@]}"; do
     read -r cname1 cname2 rest <<< "$c"
     cname="$cname1 $cname2"
     set -- $rest
     if [ "$1" = deflate ]; then cname="$cname deflate"; shift; fi
     conns=$1 size=$2 depth=$3 defl=$4
-    for k in "${ECHO_KEYS[@]}"; do
+    for k in "${ORDER[@]}"; do
       [ -z "${EPORT[$k]:-}" ] && continue
       [ "$defl" = 1 ] && [ "${DEFLATE[$k]}" = 0 ] && continue
       if ! kill -0 "${EPID[$k]}" 2>/dev/null; then
@@ -384,7 +397,8 @@ for k in "${HTTP_KEYS[@]}"; do
 done
 say "http: ${#HPORT[@]} servers up"
 for run in $(seq "$RUNS"); do
-  for k in "${HTTP_KEYS[@]}"; do
+  read -ra ORDER <<< "$(rotated "$run" "${HTTP_KEYS[@]}")"
+  for k in "${ORDER[@]}"; do
     [ -z "${HPORT[$k]:-}" ] && continue
     url="http://127.0.0.1:${HPORT[$k]}/"
     taskset -c "$LG_CPUS" wrk -t"$LG_THREADS" -c100 -d"${WARMUP}s" "$url" > /dev/null 2>&1
