@@ -1,7 +1,7 @@
 set terminal pngcairo size 1400,1000 font "DejaVu Sans,10"
 set output "chart.png"
 set datafile missing "-"
-set multiplot title "libwsserver benchmark 20261203-151253 — AMD EPYC, 2 cores, server on CPU 0, load generator on CPU 1"
+set multiplot title "libwsserver benchmark 20261203-153855 — AMD EPYC, 2 cores, server on CPU 0, load generator on CPU 1"
 set origin 0,0.45
 set size 1,0.52
 set style data histograms
