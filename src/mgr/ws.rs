@@ -383,6 +383,9 @@ pub fn send(core: &mut Core, c: &mut Conn, data: &[u8], op: OpCode) -> Result<()
     if w.session.state() != WsState::Open {
         return Err(Error::Closed(c.id));
     }
+    // The scratch Vec is used in place, not taken out and put back as elsewhere: this
+    // is every message's path, and the two moves cost 2% of its instructions (callgrind,
+    // 100 x 16 B depth 16). It is moved out only when a whole frame was built in it.
     core.ws_out.clear();
     match w.session.send_header(op, data, &mut core.ws_out) {
         // Header and payload go out as two parts: one copy of the payload at most.

@@ -131,6 +131,27 @@ impl FrameHeader {
         out.extend_from_slice(self.encode().as_bytes());
     }
 
+    /// The header of a frame we send: RSV2 and RSV3 clear (no extension of ours sets
+    /// them); `mask` is `Some` for client-to-server frames.
+    #[inline]
+    pub fn outgoing(
+        fin: bool,
+        rsv1: bool,
+        opcode: OpCode,
+        mask: Option<[u8; 4]>,
+        payload_len: u64,
+    ) -> FrameHeader {
+        FrameHeader {
+            fin,
+            rsv1,
+            rsv2: false,
+            rsv3: false,
+            opcode: opcode.as_u8(),
+            mask,
+            payload_len,
+        }
+    }
+
     /// The header's bytes, made on the stack (minimal length encoding).
     #[inline]
     pub fn encode(&self) -> HeaderBytes {
@@ -190,16 +211,7 @@ pub fn encode_header(
     payload_len: u64,
     out: &mut Vec<u8>,
 ) {
-    FrameHeader {
-        fin,
-        rsv1,
-        rsv2: false,
-        rsv3: false,
-        opcode: opcode.as_u8(),
-        mask,
-        payload_len,
-    }
-    .write(out);
+    FrameHeader::outgoing(fin, rsv1, opcode, mask, payload_len).write(out);
 }
 
 #[cfg(test)]

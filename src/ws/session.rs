@@ -1149,17 +1149,11 @@ impl Session {
         if opcode == OpCode::Text && utf8::validate(payload).is_err() {
             return Err(SendError::InvalidUtf8);
         }
-        let header = FrameHeader {
-            fin: true,
-            rsv1: false,
-            rsv2: false,
-            rsv3: false,
-            opcode: opcode.as_u8(),
-            mask: None,
-            // Widening.
-            payload_len: payload.len() as u64,
-        };
-        Ok(Some(header.encode()))
+        // Widening.
+        let len = payload.len() as u64;
+        Ok(Some(
+            FrameHeader::outgoing(true, false, opcode, None, len).encode(),
+        ))
     }
 
     fn write_message(&mut self, opcode: OpCode, payload: &[u8], out: &mut Vec<u8>) {
