@@ -31,7 +31,7 @@ local setmetatable, getmetatable, rawget, rawset = setmetatable, getmetatable, r
 local pairs, ipairs, pcall, xpcall = pairs, ipairs, pcall, xpcall
 local str_byte, str_char, str_format, str_gsub = string.byte, string.char, string.format, string.gsub
 local str_lower, str_sub, str_find, str_match, str_gmatch = string.lower, string.sub, string.find, string.match, string.gmatch
-local tconcat, traceback, floor = table.concat, debug.traceback, math.floor
+local tconcat, traceback, floor, huge = table.concat, debug.traceback, math.floor, math.huge
 local io_open = io.open
 
 local lm = {}
@@ -93,9 +93,7 @@ end
 local Manager = {}
 Manager.__index = Manager
 local Conn = {}
-Conn.__index = Conn
 local Timer = {}
-Timer.__index = Timer
 local Request = {}
 Request.__index = Request
 local Response = {}
@@ -126,11 +124,39 @@ local function raise(msg)
   error(msg, level)
 end
 
+-- The fields of connections and timers that the module relies on (an id above all:
+-- a program that assigned one would act on another object) are read-only. They live in
+-- a table of their own, `_ro`, read through __index; assigning one is misuse. Other
+-- fields (`data`, the program's own) are plain.
+local CONN_RO = { id = true, kind = true, listener = true, closed = true, url = true, scheme = true,
+                  client = true, target = true, protocol = true }
+local TIMER_RO = { id = true, repeating = true, active = true }
+local describe
+
+Conn.__index = function(c, k)
+  local v = Conn[k]
+  if v ~= nil then return v end
+  return rawget(c, "_ro")[k]
+end
+Conn.__newindex = function(c, k, v)
+  if CONN_RO[k] then raise(str_format("'%s' of %s is read-only", k, describe(c))) end
+  rawset(c, k, v)
+end
+Timer.__index = function(t, k)
+  local v = Timer[k]
+  if v ~= nil then return v end
+  return rawget(t, "_ro")[k]
+end
+Timer.__newindex = function(t, k, v)
+  if TIMER_RO[k] then raise(str_format("'%s' of timer %d is read-only", k, t._ro.id)) end
+  rawset(t, k, v)
+end
+
 local function typeof(v)
   if type(v) == "table" then
     local mt = getmetatable(v)
     local name = mt and CLASS_NAMES[mt]
-    if name == "connection" and v.kind == "listener" then return "listener" end
+    if name == "connection" and v._ro.kind == "listener" then return "listener" end
     if name then return name end
   end
   return type(v)
@@ -139,6 +165,82 @@ end
 -- Misuse: a bad argument.
 local function argerr(fname, what, expected, got)
   raise(str_format("%s: bad argument '%s' (%s expected, got %s)", fname, what, expected, typeof(got)))
+end
+
+-- An offending value as error messages show it: a string quoted, with control
+-- characters escaped, and cut after 64 bytes (a 1 MB bad value makes a short message);
+-- a number as it prints; anything else by its type.
+local SHOW_MAX = 64
+local ESCAPES = { ["\r"] = "\\r", ["\n"] = "\\n", ["\t"] = "\\t", ["\0"] = "\\0", ['"'] = '\\"', ["\\"] = "\\\\" }
+local function escape_char(c) return ESCAPES[c] or str_format("\\x%02X", str_byte(c)) end
+local function show(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) ~= "string" then return typeof(v) end
+  local n = #v
+  local s = '"' .. str_gsub(n > SHOW_MAX and str_sub(v, 1, SHOW_MAX) or v, '[%c"\\]', escape_char) .. '"'
+  if n > SHOW_MAX then s = s .. str_format("... (%d bytes)", n) end
+  return s
+end
+
+-- An option or handler name as messages show it: 'name' when it is short and plain,
+-- else as show() does.
+local function show_key(k)
+  if type(k) == "string" and #k <= SHOW_MAX and not str_find(k, "[%c']") then return "'" .. k .. "'" end
+  return show(k)
+end
+
+-- The check of every number LibMongoose takes (timeouts, intervals, ids, sizes, codes,
+-- header values): misuse unless `v` is a finite number. NaN and the infinities pass or
+-- fail comparisons in surprising ways (NaN < 1 and NaN >= 1 are both false), so they
+-- are refused before any range check. `what` names the value: "argument 'ms'",
+-- "option 'interval'", "value for header \"X\"".
+local function check_number(fname, what, v, expected)
+  if type(v) ~= "number" then
+    raise(str_format("%s: bad %s (%s expected, got %s)", fname, what, expected or "number", typeof(v)))
+  end
+  if v ~= v or v == huge or v == -huge then
+    raise(str_format("%s: bad %s (finite number expected, got %s)", fname, what, tostring(v)))
+  end
+  return v
+end
+
+-- check_number, then an integer from lo to hi.
+local function check_integer(fname, what, v, lo, hi, expected)
+  check_number(fname, what, v, expected)
+  if v ~= floor(v) or v < lo or v > hi then
+    raise(str_format("%s: bad %s (%s expected, got %s)", fname, what, expected, show(v)))
+  end
+  return v
+end
+
+-- The check of every header LibMongoose writes, whatever the path: res:set and its
+-- kin, header tables and blocks in options (res:file, res:dir, lm.static, res:upgrade,
+-- app:ws, connect's ws_headers), content types, subprotocols, origins. The name must be
+-- a token; the value (a string, or a finite number) may hold no control character but
+-- tab: a CR, LF or NUL would end the line and start another (header injection), or cut
+-- the C string short. Returns the value as a string. `where`: "" or " in option 'x'".
+local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+local function check_header(fname, name, value, where)
+  if type(name) ~= "string" then
+    raise(str_format("%s: bad header name%s (string expected, got %s)", fname, where, typeof(name)))
+  end
+  if not str_find(name, TOKEN) then
+    raise(str_format("%s: bad header name %s%s (a token expected)", fname, show(name), where))
+  end
+  if type(value) == "number" then
+    check_number(fname, "value for header " .. show(name) .. where, value)
+    if value == floor(value) and value > -2 ^ 63 and value < 2 ^ 63 then return str_format("%d", value) end
+    return tostring(value)
+  end
+  if type(value) ~= "string" then
+    raise(str_format("%s: bad value for header %s%s (string or number expected, got %s)", fname, show(name), where,
+                     typeof(value)))
+  end
+  if str_find(value, "[%z\1-\8\10-\31\127]") then
+    raise(str_format("%s: bad value for header %s%s (CR, LF, NUL or another control character in %s)", fname,
+                     show(name), where, show(value)))
+  end
+  return value
 end
 
 -- Runtime failure: nil, "ENAME: message", "ENAME" (luv style).
@@ -160,9 +262,22 @@ local function check_mgr(m, fname)
   return p
 end
 
-local function describe(c)
-  if c.kind == "listener" then return str_format("listener %d (%s)", c.id, c.url or "?") end
-  return str_format("connection %d (%s)", c.id, c.kind)
+function describe(c)
+  local ro = c._ro
+  if ro.kind == "listener" then
+    local url = ro.url or "?"
+    if #url > SHOW_MAX then url = str_sub(url, 1, SHOW_MAX) .. "..." end
+    return str_format("listener %d (%s)", ro.id, url)
+  end
+  return str_format("connection %d (%s)", ro.id, ro.kind)
+end
+
+-- A call on connection `c` failed with result `r`. NOT_FOUND means the library has
+-- forgotten the id; it issued it, so the connection closed and its close event was
+-- drained (maybe not yet handled): that is CLOSED for the program, as documented.
+local function fail_conn(m, r, c)
+  if r == R_NOT_FOUND then return nil, "CLOSED: " .. describe(c) .. " is closed", "CLOSED" end
+  return fail(m, r)
 end
 
 local function check_conn(c, fname)
@@ -172,7 +287,7 @@ local function check_conn(c, fname)
   local m = c._m
   local p = m._p
   if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed") end
-  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
+  if c._ro.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
   return p, m
 end
 
@@ -183,8 +298,9 @@ local function check_ws(c, fname)
   local m = c._m
   local p = m._p
   if p == nil then raise(fname .. ": the manager of " .. describe(c) .. " is closed") end
-  if c.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
-  if c.kind ~= "ws" then raise(fname .. ": " .. describe(c) .. " is not a WebSocket connection") end
+  local ro = c._ro
+  if ro.closed then raise(fname .. ": " .. describe(c) .. " is closed") end
+  if ro.kind ~= "ws" then raise(fname .. ": " .. describe(c) .. " is not a WebSocket connection") end
   if not HAS_WS then raise(fname .. ": this libwsserver has no WebSocket API") end
   return p, m
 end
@@ -250,7 +366,9 @@ local HANDLERS = {
   timer = true, wakeup = true, error = true, close = true, tls_ready = true,
 }
 
--- kind: "u32", "u64", "ms" (timeout: number, false or lm.NO_TIMEOUT), "bool", "str", "list"
+-- kind: "u32", "u64", "ms" (timeout: number, false or lm.NO_TIMEOUT), "bool", "str", "list",
+-- "protocols" (a list that goes out as Sec-WebSocket-Protocol), "origin" (the Origin
+-- header), "headers" (header lines)
 local LISTEN_FIELDS = {
   max_connections = "u32", backlog = "u32", max_header_bytes = "u32", max_uri_bytes = "u32",
   max_queued_events = "u32", max_body_bytes = "u64", max_frame_bytes = "u64",
@@ -260,41 +378,76 @@ local LISTEN_FIELDS = {
   close_timeout_ms = "ms", tls_handshake_timeout_ms = "ms", reuse_port = "bool",
   ws_deflate = "bool", ws_stream = "bool", tls_client_cert_optional = "bool",
   tls_cert = "str", tls_key = "str", tls_client_ca = "str", ws_origins = "list",
-  ws_protocols = "list",
+  ws_protocols = "protocols",
 }
 
 local CONNECT_FIELDS = {
   idle_timeout_ms = "ms", max_send_buffer = "u64", max_frame_bytes = "u64",
   max_message_bytes = "u64", tls_insecure_skip_verify = "bool", ws_deflate = "bool",
   ws_stream = "bool", tls_ca = "str", tls_cert = "str", tls_key = "str",
-  tls_server_name = "str", ws_protocols = "list", ws_origin = "str", ws_headers = "headers",
+  tls_server_name = "str", ws_protocols = "protocols", ws_origin = "origin", ws_headers = "headers",
 }
 
--- "Name: value\r\n" lines from a string (passed through) or a { name = value } table.
+-- "Name: value\r\n" lines from a { name = value } table, or a string of such lines
+-- (passed on as it is; LF alone ends a line too). Every header goes through
+-- check_header; in a string, a line that is not "Name: value" (a blank line would end
+-- the head) is misuse as well.
 local function header_lines(fname, what, v)
-  if type(v) == "string" then return v end
+  local where = " in option '" .. what .. "'"
+  if type(v) == "string" then
+    local pos, n = 1, #v
+    while pos <= n do
+      local e = str_find(v, "\n", pos, true)
+      local line = str_sub(v, pos, (e or n + 1) - 1)
+      if e and str_byte(line, -1) == 13 then line = str_sub(line, 1, -2) end
+      local name, value = str_match(line, "^([^:]*):[ \t]*(.-)[ \t]*$")
+      if not name then
+        raise(str_format("%s: bad header line %s%s (\"Name: value\" expected)", fname, show(line), where))
+      end
+      check_header(fname, name, value, where)
+      pos = (e or n) + 1
+    end
+    return v
+  end
   if type(v) ~= "table" then argerr(fname, what, "string or table", v) end
   local out = {}
   for k, val in pairs(v) do
-    if type(k) ~= "string" or (type(val) ~= "string" and type(val) ~= "number") then
-      raise(str_format("%s: bad header in '%s' (string names and string values expected)", fname, what))
-    end
-    out[#out + 1] = k .. ": " .. val .. "\r\n"
+    out[#out + 1] = k .. ": " .. check_header(fname, k, val, where) .. "\r\n"
   end
   return tconcat(out)
 end
 
-local function set_field(fname, o, name, kind, v, anchor)
-  local ok, err = pcall(function() return o[name] end)
-  if not ok then raise(str_format("%s: option '%s' is not supported by this libwsserver", fname, name)) end
+-- A list of WebSocket subprotocols (a list, or a comma-separated string), which goes
+-- out in a Sec-WebSocket-Protocol header.
+local function protocol_list(fname, name, v)
+  local where = " in option '" .. name .. "'"
+  if type(v) == "table" then
+    for i = 1, #v do
+      if type(v[i]) ~= "string" then
+        raise(str_format("%s: bad option '%s' (list of strings expected)", fname, name))
+      end
+      check_header(fname, "Sec-WebSocket-Protocol", v[i], where)
+    end
+    return tconcat(v, ",")
+  elseif type(v) ~= "string" then
+    raise(str_format("%s: bad option '%s' (string or list of strings expected, got %s)", fname, name, typeof(v)))
+  end
+  return check_header(fname, "Sec-WebSocket-Protocol", v, where)
+end
+
+-- Sets field `name` of C struct `o` from option value `v`. `label`: the option's name
+-- in messages, when it is not `name` ("tls.handshake_timeout_ms").
+local function set_field(fname, o, name, kind, v, anchor, label)
+  label = label or name
+  local ok = pcall(function() return o[name] end)
+  if not ok then raise(str_format("%s: option '%s' is not supported by this libwsserver", fname, label)) end
   if kind == "u32" or kind == "u64" or kind == "ms" then
     if kind == "ms" and (v == false or v == NO_TIMEOUT) then
       o[name] = NO_TIMEOUT
       return
     end
-    if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= MAX_INT or (kind ~= "u64" and v >= NO_TIMEOUT) then
-      raise(str_format("%s: bad option '%s' (non-negative integer expected, got %s)", fname, name, tostring(v)))
-    end
+    check_integer(fname, "option '" .. label .. "'", v, 0, kind == "u64" and MAX_INT - 1 or NO_TIMEOUT - 1,
+                  "non-negative integer")
     o[name] = v
   elseif kind == "bool" then
     if type(v) ~= "boolean" then
@@ -320,8 +473,19 @@ local function set_field(fname, o, name, kind, v, anchor)
     end
     anchor[#anchor + 1] = v
     o[name] = v
+  elseif kind == "protocols" then
+    v = protocol_list(fname, label, v)
+    anchor[#anchor + 1] = v
+    o[name] = v
+  elseif kind == "origin" then
+    if type(v) ~= "string" then
+      raise(str_format("%s: bad option '%s' (string expected, got %s)", fname, label, typeof(v)))
+    end
+    check_header(fname, "Origin", v, " in option '" .. label .. "'")
+    anchor[#anchor + 1] = v
+    o[name] = v
   elseif kind == "headers" then
-    v = header_lines(fname, name, v)
+    v = header_lines(fname, label, v)
     anchor[#anchor + 1] = v
     o[name] = v
   end
@@ -349,7 +513,7 @@ local function build_opts(fname, opts, ctype, fields, tls_map)
       o = o or ffi_new(ctype)
       set_field(fname, o, k, fields[k], v, anchor)
     else
-      raise(str_format("%s: unknown option '%s'", fname, tostring(k)))
+      raise(str_format("%s: unknown option %s", fname, show_key(k)))
     end
   end
   local tls = opts.tls
@@ -371,7 +535,8 @@ local function listen_tls(fname, o, t, anchor)
         raise(fname .. ": bad option 'tls.verify' (true, \"required\" or \"optional\" expected)")
       end
       o.tls_client_cert_optional = (v == "optional")
-    elseif k == "handshake_timeout_ms" then set_field(fname, o, "tls_handshake_timeout_ms", "ms", v, anchor)
+    elseif k == "handshake_timeout_ms" then
+      set_field(fname, o, "tls_handshake_timeout_ms", "ms", v, anchor, "tls.handshake_timeout_ms")
     elseif k == "sni" then
       if type(v) ~= "table" then raise(fname .. ": bad option 'tls.sni' (list of {cert=, key=} expected)") end
       local n = #v
@@ -390,7 +555,7 @@ local function listen_tls(fname, o, t, anchor)
       o.tls_sni = arr
       o.tls_sni_count = n
     else
-      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)))
+      raise(str_format("%s: unknown option %s", fname, show_key(type(k) == "string" and "tls." .. k or k)))
     end
   end
 end
@@ -405,7 +570,7 @@ local function connect_tls(fname, o, t, anchor)
       if type(v) ~= "boolean" then raise(fname .. ": bad option 'tls.verify' (boolean expected)") end
       o.tls_insecure_skip_verify = not v
     else
-      raise(str_format("%s: unknown option 'tls.%s'", fname, tostring(k)))
+      raise(str_format("%s: unknown option %s", fname, show_key(type(k) == "string" and "tls." .. k or k)))
     end
   end
 end
@@ -426,14 +591,12 @@ function lm.new(opts)
         handlers = handlers or {}
         handlers[k] = v
       elseif k == "max_connections" then
-        if type(v) ~= "number" or v < 0 or v ~= floor(v) or v >= NO_TIMEOUT then
-          raise("new: bad option 'max_connections' (non-negative integer expected)")
-        end
+        check_integer("new", "option 'max_connections'", v, 0, NO_TIMEOUT - 1, "non-negative integer")
         o = ffi_new("wss_mgr_opts")
         o.struct_size = ffi_sizeof("wss_mgr_opts")
         o.max_connections = v
       else
-        raise(str_format("new: unknown option '%s'", tostring(k)))
+        raise(str_format("new: unknown option %s", show_key(k)))
       end
     end
   end
@@ -463,9 +626,9 @@ function Manager:close()
   self._bi, self._bn = 0, 0
   ffi_gc(p, nil)
   C.wss_mgr_free(p)
-  for _, c in pairs(self._conns) do c.closed = true end
+  for _, c in pairs(self._conns) do c._ro.closed = true end
   self._conns = {}
-  for _, t in pairs(self._timers) do t.active = false end
+  for _, t in pairs(self._timers) do t._ro.active = false end
   self._timers = {}
   self._stop = true
   return true
@@ -481,7 +644,7 @@ end
 function Manager:on(name, fn)
   check_mgr(self, "on")
   if not HANDLERS[name] then
-    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)))
+    raise(str_format("on: unknown handler name %s", show_key(name)))
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -497,7 +660,7 @@ local function new_conn(m, id, kind, listener, handlers)
   -- connections accepted before it.
   if kind == "listener" and not handlers then handlers = {} end
   if handlers then h = setmetatable(handlers, { __index = h }) end
-  local c = setmetatable({ id = id, kind = kind, listener = listener, data = {}, closed = false,
+  local c = setmetatable({ data = {}, _ro = { id = id, kind = kind, listener = listener, closed = false },
                            _m = m, _h = h, _own_h = handlers ~= nil }, Conn)
   m._conns[id] = c
   return c
@@ -515,8 +678,9 @@ function Manager:listen(url, opts)
   self._anchor = nil
   if r ~= R_OK then return fail(self, r) end
   local l = new_conn(self, tonumber(id_out[0]), "listener", nil, handlers)
-  l.url = url
-  l.scheme = str_lower(str_match(url, "^(%a+)://") or "")
+  local ro = l._ro
+  ro.url = url
+  ro.scheme = str_lower(str_match(url, "^(%a+)://") or "")
   return l
 end
 
@@ -533,8 +697,9 @@ function Manager:connect(url, opts)
   local scheme = str_lower(str_match(url, "^(%a+)://") or "")
   local kind = (scheme == "ws" or scheme == "wss") and "ws" or "tcp"
   local c = new_conn(self, tonumber(id_out[0]), kind, nil, handlers)
-  c.url = url
-  c.client = true
+  local ro = c._ro
+  ro.url = url
+  ro.client = true
   return c
 end
 
@@ -616,7 +781,7 @@ function Request:is_websocket()
 end
 
 local function new_response(m, c, req)
-  return setmetatable({ conn = c, done = false, _m = m, _id = c.id, _status = 200,
+  return setmetatable({ conn = c, done = false, _m = m, _id = c._ro.id, _status = 200,
                         _hdrs = nil, _chunked = false, _req = req }, Response)
 end
 
@@ -633,9 +798,7 @@ end
 --- Sets the status code; returns the response for chaining.
 function Response:status(code)
   check_res(self, "status")
-  if type(code) ~= "number" or code ~= floor(code) or code < 100 or code > 599 then
-    raise("status: bad argument 'code' (integer 100-599 expected, got " .. tostring(code) .. ")")
-  end
+  check_integer("status", "argument 'code'", code, 100, 599, "integer 100-599")
   if self._chunked then raise("status: the response has started") end
   self._status = code
   return self
@@ -649,11 +812,10 @@ local function set_header(res, fname, name, value, append)
   if res._chunked then raise(fname .. ": the response has started") end
   -- The library checks each header line, but a CR LF inside a value would make two
   -- valid lines: refuse it here (header injection).
-  if not str_find(name, "^[!#$%%&'*+%-.^_`|~%w]+$") then
-    raise(str_format("%s: bad header name %q", fname, name))
-  end
-  if value ~= nil and str_find(tostring(value), "[%z\r\n]") then
-    raise(str_format("%s: bad value for header %q (CR, LF or NUL)", fname, name))
+  if value == nil then
+    check_header(fname, name, "", "")
+  else
+    value = check_header(fname, name, value, "")
   end
   local h = res._hdrs
   if not h then h = {}; res._hdrs = h end
@@ -663,7 +825,7 @@ local function set_header(res, fname, name, value, append)
       if str_lower(h[i][1]) == lname then table.remove(h, i) end
     end
   end
-  if value ~= nil then h[#h + 1] = { name, tostring(value) } end
+  if value ~= nil then h[#h + 1] = { name, value } end
 end
 
 --- Sets a header (replacing one of the same name); a table sets several; value nil removes.
@@ -741,7 +903,7 @@ local function do_reply(res, p, body, ctype, fname)
     return res
   end
   if r == R_INVALID_STATE or r == R_CLOSED or r == R_NOT_FOUND then res.done = true end
-  return fail(res._m, r)
+  return fail_conn(res._m, r, res.conn)
 end
 
 --- Sends a whole reply with body `body` (string; a table is sent as JSON).
@@ -772,7 +934,7 @@ function Response:json(value)
   local p = check_res(self, "json")
   local j = get_cjson("json")
   local ok, body = pcall(j.encode, value)
-  if not ok then raise("json: cannot encode the value: " .. tostring(body)) end
+  if not ok then raise("json: cannot encode the value: " .. str_sub(tostring(body), 1, 200)) end
   return do_reply(self, p, body, "application/json", "json")
 end
 
@@ -780,7 +942,12 @@ end
 function Response:redirect(location, status)
   check_res(self, "redirect")
   if type(location) ~= "string" then argerr("redirect", "location", "string", location) end
-  if status ~= nil then self:status(status) else self._status = 302 end
+  if status ~= nil then
+    check_integer("redirect", "argument 'status'", status, 100, 599, "integer 100-599")
+    self._status = status
+  else
+    self._status = 302
+  end
   set_header(self, "redirect", "Location", location, false)
   return do_reply(self, self._m._p, "", nil, "redirect")
 end
@@ -800,11 +967,28 @@ local function serve_opts(fname, opts, root)
         v = header_lines(fname, "headers", v)
         o.extra_headers = v; anchor[#anchor + 1] = v
       elseif k == "mime_types" then
+        -- The content types go out in Content-Type headers.
+        local where = " in option 'mime_types'"
         if type(v) == "table" then
           local parts = {}
-          for ext, ct in pairs(v) do parts[#parts + 1] = tostring(ext) .. "=" .. tostring(ct) end
+          for ext, ct in pairs(v) do
+            if type(ext) ~= "string" or not str_find(ext, "^[^%c%s,=]+$") then
+              raise(str_format("%s: bad option 'mime_types' (bad extension %s)", fname, show(ext)))
+            end
+            if type(ct) ~= "string" then
+              raise(str_format("%s: bad option 'mime_types' (string expected for %s, got %s)", fname, show(ext),
+                               typeof(ct)))
+            end
+            check_header(fname, "Content-Type", ct, where)
+            if str_find(ct, ",", 1, true) then
+              raise(str_format("%s: bad option 'mime_types' (a content type with a comma: %s)", fname, show(ct)))
+            end
+            parts[#parts + 1] = ext .. "=" .. ct
+          end
           v = tconcat(parts, ",")
-        elseif type(v) ~= "string" then
+        elseif type(v) == "string" then
+          check_header(fname, "Content-Type", v, where)
+        else
           raise(fname .. ": bad option 'mime_types' (string or table expected)")
         end
         o.mime_types = v; anchor[#anchor + 1] = v
@@ -812,7 +996,7 @@ local function serve_opts(fname, opts, root)
         if type(v) ~= "string" then raise(fname .. ": bad option 'prefix' (string expected)") end
         if v ~= "" and v ~= "/" then o.url_prefix = v; anchor[#anchor + 1] = v end
       else
-        raise(str_format("%s: unknown option '%s'", fname, tostring(k)))
+        raise(str_format("%s: unknown option %s", fname, show_key(k)))
       end
     end
   end
@@ -830,7 +1014,7 @@ function Response:file(path, opts)
   self._anchor = nil
   if r == R_OK then self.done = true; return self end
   if r == R_INVALID_STATE or r == R_CLOSED or r == R_NOT_FOUND then self.done = true end
-  return fail(self._m, r)
+  return fail_conn(self._m, r, self.conn)
 end
 
 --- Answers with a file from directory `root`, chosen by the request path.
@@ -844,7 +1028,7 @@ function Response:dir(root, opts)
   self._anchor = nil
   if r == R_OK then self.done = true; return self end
   if r == R_INVALID_STATE or r == R_CLOSED or r == R_NOT_FOUND then self.done = true end
-  return fail(self._m, r)
+  return fail_conn(self._m, r, self.conn)
 end
 
 --- Streams a body of unknown length: the first write sends the head.
@@ -855,7 +1039,7 @@ function Response:write(data)
     local r = C.wss_http_chunked_begin(p, self._id, self._status, header_block(self, "text/plain; charset=utf-8"))
     if r ~= R_OK then
       if r == R_INVALID_STATE or r == R_CLOSED or r == R_NOT_FOUND then self.done = true end
-      return fail(self._m, r)
+      return fail_conn(self._m, r, self.conn)
     end
     self._chunked = true
   end
@@ -863,7 +1047,7 @@ function Response:write(data)
   local r = C.wss_http_chunk(p, self._id, data, #data)
   if r ~= R_OK then
     if r == R_CLOSED or r == R_NOT_FOUND then self.done = true end
-    return fail(self._m, r)
+    return fail_conn(self._m, r, self.conn)
   end
   return self
 end
@@ -880,7 +1064,7 @@ function Response:finish(data)
   end
   local r = C.wss_http_chunk(p, self._id, nil, 0)
   self.done = true
-  if r ~= R_OK then return fail(self._m, r) end
+  if r ~= R_OK then return fail_conn(self._m, r, self.conn) end
   return self
 end
 
@@ -916,6 +1100,7 @@ function Response:upgrade(opts)
     for k, v in pairs(opts) do
       if k == "protocol" then
         if type(v) ~= "string" then raise("upgrade: bad option 'protocol' (string expected)") end
+        check_header("upgrade", "Sec-WebSocket-Protocol", v, " in option 'protocol'")
         o = o or ffi_new("wss_upgrade_opts")
         o.protocol = v; anchor[#anchor + 1] = v
       elseif k == "headers" then
@@ -923,7 +1108,7 @@ function Response:upgrade(opts)
         o = o or ffi_new("wss_upgrade_opts")
         o.extra_headers = v; anchor[#anchor + 1] = v
       elseif not HANDLERS[k] then
-        raise(str_format("upgrade: unknown option '%s'", tostring(k)))
+        raise(str_format("upgrade: unknown option %s", show_key(k)))
       end
     end
     if o then o.struct_size = ffi_sizeof("wss_upgrade_opts") end
@@ -943,11 +1128,11 @@ function Response:upgrade(opts)
   if r ~= R_OK then
     -- PROTOCOL: not a valid upgrade, and the library has answered it (400/403/426).
     if r == R_CLOSED or r == R_NOT_FOUND or r == R_PROTOCOL then self.done = true end
-    return fail(self._m, r)
+    return fail_conn(self._m, r, self.conn)
   end
   self.done = true
   local c = self.conn
-  c.kind = "ws"
+  c._ro.kind = "ws"
   if opts then add_handlers("upgrade", c, opts) end
   return c
 end
@@ -964,9 +1149,10 @@ local function get_conn(m, id, parent_id, kind_of_event)
   if c then return c end
   local l = parent_id ~= 0 and m._conns[parent_id] or nil
   local kind = "tcp"
-  if l and l.kind == "listener" then kind = ACCEPT_KIND[l.scheme] or "tcp" else l = nil end
+  if l and l._ro.kind == "listener" then kind = ACCEPT_KIND[l._ro.scheme] or "tcp" else l = nil end
   if kind_of_event == EV_ERROR then
-    return setmetatable({ id = id, kind = kind, listener = l, data = {}, closed = true, _m = m, _h = m._h }, Conn)
+    return setmetatable({ data = {}, _ro = { id = id, kind = kind, listener = l, closed = true }, _m = m, _h = m._h },
+                        Conn)
   end
   return new_conn(m, id, kind, l, nil)
 end
@@ -989,9 +1175,10 @@ local function dispatch(m, ev)
     local id = tonumber(ev.conn)
     local t = m._timers[id]
     if not t then return end -- cancelled; an event it had queued is dropped
-    if not t.repeating then
+    local ro = t._ro
+    if not ro.repeating then
       m._timers[id] = nil
-      t.active = false
+      ro.active = false
     end
     local f = t._fn or m._h.timer
     if f then f(t) end
@@ -1007,13 +1194,14 @@ local function dispatch(m, ev)
     local c = m._conns[id]
     if not c then return end
     m._conns[id] = nil
-    c.closed = true
+    local ro = c._ro
+    ro.closed = true
     local code = ev.code
     local reason = data_of(ev)
     local by_peer = band(ev.flags, FLAG_BY_PEER) ~= 0
     if code == 0 then code = nil end
     local h = c._h
-    if c.kind == "ws" and c._open then
+    if ro.kind == "ws" and c._open then
       local f = h.ws_close
       if f then f(c, code, reason, by_peer) end
     end
@@ -1039,11 +1227,12 @@ local function dispatch(m, ev)
       f(c, data_of(ev), meta)
     end
   elseif kind == EV_WS_OPEN then
-    c.kind = "ws"
+    local ro = c._ro
+    ro.kind = "ws"
     c._open = true
     local proto = ev.data.len > 0 and data_of(ev) or nil
     local target = ev.meta.len > 0 and ffi_string(ev.meta.ptr, ev.meta.len) or nil
-    c.protocol, c.target = proto, target
+    ro.protocol, ro.target = proto, target
     local f = h.ws_open
     if f then f(c, target, proto) end
   elseif kind == EV_WS_FRAGMENT then
@@ -1100,7 +1289,7 @@ end
 
 local function check_ms(fname, ms, default)
   if ms == nil then return default end
-  if type(ms) ~= "number" or ms ~= ms then argerr(fname, "ms", "number", ms) end
+  check_number(fname, "argument 'ms'", ms, "number")
   if ms < 0 or ms >= 2147483647 then return -1 end
   return floor(ms)
 end
@@ -1128,7 +1317,7 @@ local function event_table(m, ev)
   if kind == EV_TIMER then
     local tm = m._timers[id]
     if not tm then return nil end
-    if not tm.repeating then m._timers[id] = nil; tm.active = false end
+    if not tm._ro.repeating then m._timers[id] = nil; tm._ro.active = false end
     t.timer = tm
     return t
   elseif kind == EV_WAKEUP then
@@ -1137,7 +1326,7 @@ local function event_table(m, ev)
     local c = m._conns[id]
     if c then
       m._conns[id] = nil
-      c.closed = true
+      c._ro.closed = true
     end
     t.conn = c
     return t
@@ -1148,10 +1337,11 @@ local function event_table(m, ev)
     t.req = new_request(m, c, id)
     t.res = new_response(m, c, t.req)
   elseif kind == EV_WS_OPEN then
-    c.kind = "ws"
+    local ro = c._ro
+    ro.kind = "ws"
     c._open = true
-    c.protocol = t.data ~= "" and t.data or nil
-    c.target = t.meta ~= "" and t.meta or nil
+    ro.protocol = t.data ~= "" and t.data or nil
+    ro.target = t.meta ~= "" and t.meta or nil
   elseif kind == EV_WS_MSG or kind == EV_WS_FRAGMENT then
     t.binary = band(t.flags, FLAG_BINARY) ~= 0
   end
@@ -1226,7 +1416,7 @@ end
 function Manager:wakeup(id, data)
   local p = check_mgr(self, "wakeup")
   if id == nil then id = 0 end
-  if type(id) ~= "number" or id < 0 or id ~= floor(id) or id >= MAX_INT then argerr("wakeup", "id", "non-negative integer", id) end
+  check_integer("wakeup", "argument 'id'", id, 0, MAX_INT - 1, "non-negative integer")
   if data == nil then data = "" end
   if type(data) ~= "string" then argerr("wakeup", "data", "string", data) end
   local r = C.wss_mgr_wakeup(p, id, data, #data)
@@ -1237,14 +1427,18 @@ end
 --- A timer: `fn(timer)` after `ms` milliseconds, and every `ms` after that if `repeating`.
 function Manager:timer(ms, fn, repeating)
   local p = check_mgr(self, "timer")
-  if type(ms) ~= "number" or ms < 0 or ms ~= ms or ms >= MAX_INT then argerr("timer", "ms", "non-negative number", ms) end
+  check_number("timer", "argument 'ms'", ms, "non-negative number")
+  if ms < 0 or ms >= MAX_INT then
+    raise(str_format("timer: bad argument 'ms' (non-negative number expected, got %s)", show(ms)))
+  end
   if fn ~= nil and type(fn) ~= "function" then argerr("timer", "fn", "function", fn) end
   if repeating ~= nil and type(repeating) ~= "boolean" then argerr("timer", "repeating", "boolean", repeating) end
   local r = C.wss_timer_add(p, floor(ms), repeating and true or false, id_out)
   if r ~= R_OK then return fail(self, r) end
-  local t = setmetatable({ id = tonumber(id_out[0]), repeating = repeating and true or false,
-                           active = true, _fn = fn, _m = self }, Timer)
-  self._timers[t.id] = t
+  local id = tonumber(id_out[0])
+  local t = setmetatable({ _ro = { id = id, repeating = repeating and true or false, active = true },
+                           _fn = fn, _m = self }, Timer)
+  self._timers[id] = t
   return t
 end
 
@@ -1252,10 +1446,18 @@ end
 function Timer:cancel()
   if getmetatable(self) ~= Timer then argerr("cancel", "timer", "timer", self) end
   local m = self._m
-  if not self.active or m._p == nil then self.active = false; return false end
-  self.active = false
-  m._timers[self.id] = nil
-  return C.wss_timer_cancel(m._p, self.id) == R_OK
+  local ro = self._ro
+  if not ro.active or m._p == nil then ro.active = false; return false end
+  ro.active = false
+  m._timers[ro.id] = nil
+  return C.wss_timer_cancel(m._p, ro.id) == R_OK
+end
+
+--- Stops a timer (as cancel); returns true. Harmless twice, and after the manager closed.
+function Timer:close()
+  if getmetatable(self) ~= Timer then argerr("close", "timer", "timer", self) end
+  self:cancel()
+  return true
 end
 
 ---------------------------------------------------------------------------------------
@@ -1265,7 +1467,7 @@ end
 function Conn:on(name, fn)
   check_conn(self, "on")
   if not HANDLERS[name] then
-    raise(str_format("on: unknown handler name %s", type(name) == "string" and ("'" .. name .. "'") or typeof(name)))
+    raise(str_format("on: unknown handler name %s", show_key(name)))
   end
   if fn ~= nil and type(fn) ~= "function" and not (name == "http" and getmetatable(fn) == Router) then
     argerr("on", "fn", "function", fn)
@@ -1283,7 +1485,8 @@ end
 function Conn:send(data, kind)
   local p, m = check_conn(self, "send")
   if type(data) ~= "string" then argerr("send", "data", "string", data) end
-  local k = self.kind
+  local ro = self._ro
+  local k = ro.kind
   local r
   if k == "ws" then
     local op = OP_TEXT
@@ -1292,17 +1495,17 @@ function Conn:send(data, kind)
       if not op then argerr("send", "kind", "\"text\" or \"binary\"", kind) end
     end
     if not HAS_WS then raise("send: this libwsserver has no WebSocket API") end
-    r = C.wss_ws_send(p, self.id, data, #data, op)
-  elseif k == "tcp" or (k == "listener" and self.scheme == "udp") then
+    r = C.wss_ws_send(p, ro.id, data, #data, op)
+  elseif k == "tcp" or (k == "listener" and ro.scheme == "udp") then
     if kind ~= nil then raise("send: a message kind applies only to WebSocket connections; " .. describe(self) .. " is not one") end
-    r = C.wss_conn_send(p, self.id, data, #data)
+    r = C.wss_conn_send(p, ro.id, data, #data)
   elseif k == "listener" then
     raise("send: cannot send on " .. describe(self) .. " (use broadcast)")
   else
     raise("send: " .. describe(self) .. " is not a WebSocket or tcp connection (answer HTTP requests with res)")
   end
   if r == R_OK then return true end
-  return fail(m, r)
+  return fail_conn(m, r, self)
 end
 
 --- Sends one fragment of a WebSocket message: `kind` ("text"/"binary") on the first,
@@ -1324,8 +1527,8 @@ function Conn:send_fragment(data, kind, fin)
       if not op then argerr("send_fragment", "kind", "\"text\" or \"binary\"", kind) end
     end
   end
-  local r = C.wss_ws_send_fragment(p, self.id, data, #data, op, fin and true or false)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_ws_send_fragment(p, self._ro.id, data, #data, op, fin and true or false)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   if fin then self._frag = nil else self._frag = self._frag or kind or "text" end
   return true
 end
@@ -1334,8 +1537,8 @@ local function control(self, fname, op, data)
   local p, m = check_ws(self, fname)
   if data == nil then data = "" end
   if type(data) ~= "string" then argerr(fname, "data", "string", data) end
-  local r = C.wss_ws_send(p, self.id, data, #data, op)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_ws_send(p, self._ro.id, data, #data, op)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return true
 end
 
@@ -1348,20 +1551,21 @@ function Conn:pong(data) return control(self, "pong", OP_PONG, data) end
 --- Sends `data` to every open WebSocket connection of this listener; returns how many.
 function Conn:broadcast(data, kind)
   local p, m = check_conn(self, "broadcast")
-  if self.kind ~= "listener" then raise("broadcast: " .. describe(self) .. " is not a listener") end
+  local ro = self._ro
+  if ro.kind ~= "listener" then raise("broadcast: " .. describe(self) .. " is not a listener") end
   if type(data) ~= "string" then argerr("broadcast", "data", "string", data) end
   local op = OP_TEXT
   if kind ~= nil then
     op = WS_KINDS[kind]
     if not op then argerr("broadcast", "kind", "\"text\" or \"binary\"", kind) end
   end
-  local s = self.scheme
+  local s = ro.scheme
   if s ~= "http" and s ~= "https" and s ~= "ws" and s ~= "wss" then
     raise("broadcast: " .. describe(self) .. " does not accept WebSocket connections")
   end
   if not HAS_WS then raise("broadcast: this libwsserver has no WebSocket API") end
-  local r = C.wss_ws_broadcast(p, self.id, data, #data, op, size_out)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_ws_broadcast(p, ro.id, data, #data, op, size_out)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return tonumber(size_out[0])
 end
 
@@ -1383,11 +1587,12 @@ end
 --- Sends a datagram from a udp listener to `addr` ("ip:port").
 function Conn:send_to(addr, data)
   local p, m = check_conn(self, "send_to")
-  if self.kind ~= "listener" or self.scheme ~= "udp" then raise("send_to: " .. describe(self) .. " is not a udp listener") end
+  local ro = self._ro
+  if ro.kind ~= "listener" or ro.scheme ~= "udp" then raise("send_to: " .. describe(self) .. " is not a udp listener") end
   if type(addr) ~= "string" then argerr("send_to", "addr", "string", addr) end
   if type(data) ~= "string" then argerr("send_to", "data", "string", data) end
-  local r = C.wss_udp_send_to(p, self.id, addr, data, #data)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_udp_send_to(p, ro.id, addr, data, #data)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return true
 end
 
@@ -1397,23 +1602,23 @@ function Conn:close(code, reason)
   if getmetatable(self) ~= Conn then argerr("close", "conn", "connection", self) end
   local m = self._m
   local p = m._p
-  if p == nil or self.closed then return true end
+  local ro = self._ro
+  if p == nil or ro.closed then return true end
   local r
-  if self.kind == "ws" and HAS_WS then
+  if ro.kind == "ws" and HAS_WS then
     if code == nil then code = 1000 end
-    if type(code) ~= "number" or code ~= floor(code) or code < 0 or code > 65535 then
-      argerr("close", "code", "integer close code", code)
-    end
+    check_integer("close", "argument 'code'", code, 0, 65535, "integer close code")
     if reason ~= nil and type(reason) ~= "string" then argerr("close", "reason", "string", reason) end
-    r = C.wss_ws_close(p, self.id, code, reason)
-    if r == R_INVALID_STATE or r == R_WRONG_KIND then r = C.wss_conn_close(p, self.id, true) end
+    r = C.wss_ws_close(p, ro.id, code, reason)
+    if r == R_INVALID_STATE or r == R_WRONG_KIND then r = C.wss_conn_close(p, ro.id, true) end
   else
     if code ~= nil or reason ~= nil then
       raise("close: a close code and reason apply only to WebSocket connections; " .. describe(self) .. " is not one")
     end
-    r = C.wss_conn_close(p, self.id, true)
+    r = C.wss_conn_close(p, ro.id, true)
   end
-  if r == R_OK or r == R_CLOSED then return true end
+  -- NOT_FOUND: the close event was drained, not yet handled; closing twice is harmless.
+  if r == R_OK or r == R_CLOSED or r == R_NOT_FOUND then return true end
   return fail(m, r)
 end
 
@@ -1422,16 +1627,17 @@ function Conn:abort()
   if getmetatable(self) ~= Conn then argerr("abort", "conn", "connection", self) end
   local m = self._m
   local p = m._p
-  if p == nil or self.closed then return true end
-  local r = C.wss_conn_close(p, self.id, false)
-  if r == R_OK or r == R_CLOSED then return true end
+  local ro = self._ro
+  if p == nil or ro.closed then return true end
+  local r = C.wss_conn_close(p, ro.id, false)
+  if r == R_OK or r == R_CLOSED or r == R_NOT_FOUND then return true end
   return fail(m, r)
 end
 
 local function address(self, fname, fn)
   local p, m = check_conn(self, fname)
-  local r = fn(p, self.id, addr_buf, 256, size_out)
-  if r ~= R_OK then return fail(m, r) end
+  local r = fn(p, self._ro.id, addr_buf, 256, size_out)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return ffi_string(addr_buf, size_out[0])
 end
 
@@ -1444,25 +1650,25 @@ function Conn:local_address() return address(self, "local_address", C.wss_conn_l
 --- The port a listener is bound to.
 function Conn:port()
   local p, m = check_conn(self, "port")
-  if self.kind ~= "listener" then raise("port: " .. describe(self) .. " is not a listener") end
-  local r = C.wss_listener_port(p, self.id, port_out)
-  if r ~= R_OK then return fail(m, r) end
+  if self._ro.kind ~= "listener" then raise("port: " .. describe(self) .. " is not a listener") end
+  local r = C.wss_listener_port(p, self._ro.id, port_out)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return port_out[0]
 end
 
 --- Bytes waiting in the send buffer.
 function Conn:buffered()
   local p, m = check_conn(self, "buffered")
-  local r = C.wss_conn_buffered(p, self.id, size_out)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_conn_buffered(p, self._ro.id, size_out)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   return tonumber(size_out[0])
 end
 
 --- What a TLS connection negotiated: { version, cipher, alpn, sni, peer_identity }.
 function Conn:tls_info()
   local p, m = check_conn(self, "tls_info")
-  local r = C.wss_conn_tls_info(p, self.id, tls_out)
-  if r ~= R_OK then return fail(m, r) end
+  local r = C.wss_conn_tls_info(p, self._ro.id, tls_out)
+  if r ~= R_OK then return fail_conn(m, r, self) end
   local t = tls_out[0]
   local function opt(s) return s.len > 0 and S(s) or nil end
   return { version = S(t.version), cipher = S(t.cipher), alpn = opt(t.alpn), sni = opt(t.sni),
@@ -1471,7 +1677,7 @@ end
 
 Conn.__tostring = describe
 Manager.__tostring = function(m) return m._p ~= nil and "manager" or "manager (closed)" end
-Timer.__tostring = function(t) return str_format("timer %d", t.id) end
+Timer.__tostring = function(t) return str_format("timer %d", t._ro.id) end
 
 ---------------------------------------------------------------------------------------
 -- libuv (luv) interop
@@ -1487,10 +1693,17 @@ function Manager:attach(uv, opts)
   if opts ~= nil and type(opts) ~= "table" then argerr("attach", "opts", "table", opts) end
   if self._attached then raise("attach: the manager is already attached (detach it first)") end
   local mode = opts and opts.mode or "fd"
-  local interval = opts and opts.interval or 10
+  local interval = 10
   if opts then
     for k in pairs(opts) do
-      if k ~= "mode" and k ~= "interval" then raise(str_format("attach: unknown option '%s'", tostring(k))) end
+      if k ~= "mode" and k ~= "interval" then raise(str_format("attach: unknown option %s", show_key(k))) end
+    end
+    if opts.interval ~= nil then
+      interval = check_number("attach", "option 'interval'", opts.interval, "number >= 1")
+      if interval < 1 or interval >= MAX_INT then
+        raise(str_format("attach: bad option 'interval' (number >= 1 expected, got %s)", show(interval)))
+      end
+      interval = floor(interval)
     end
   end
   local a = setmetatable({ mgr = self, mode = mode, _uv = uv }, Attachment)
@@ -1510,7 +1723,6 @@ function Manager:attach(uv, opts)
       end
     end)
   elseif mode == "timer" then
-    if type(interval) ~= "number" or interval < 1 then raise("attach: bad option 'interval' (number >= 1 expected)") end
     local h = uv.new_timer()
     a._handle = h
     h:start(0, interval, function() if mgr._p then mgr:poll(0) end end)
@@ -1540,6 +1752,12 @@ function Attachment:detach()
   return true
 end
 
+--- Detaches (as detach); returns true.
+function Attachment:close()
+  if getmetatable(self) ~= Attachment then argerr("close", "attachment", "attachment", self) end
+  return self:detach()
+end
+
 --- Detaches the manager from luv, if attached.
 function Manager:detach()
   if getmetatable(self) ~= Manager then argerr("detach", "mgr", "manager", self) end
@@ -1557,8 +1775,8 @@ local function escape_pattern(s) return (str_gsub(s, "[%^%$%(%)%%%.%[%]%*%+%-%?]
 -- `level`: error level of a bad path, as seen from compile().
 local function compile(fname, path, prefix, level)
   if type(path) ~= "string" or str_sub(path, 1, 1) ~= "/" then
-    raise(str_format("%s: bad argument 'path' (string starting with \"/\" expected, got %s)", fname,
-                     type(path) == "string" and ("%q"):format(path) or typeof(path)), level)
+    raise(str_format("%s: bad argument 'path' (string starting with \"/\" expected, got %s)", fname, show(path)),
+          level)
   end
   if prefix and (path == "/" or path == "") then return { all = true, keys = {} } end
   local keys, parts = {}, {}
@@ -1675,8 +1893,17 @@ function Router:ws(path, handlers)
   check_router(self, "ws")
   if type(handlers) ~= "table" then argerr("ws", "handlers", "table", handlers) end
   for k, v in pairs(handlers) do
-    if not HANDLERS[k] and k ~= "protocol" and k ~= "headers" then
-      raise(str_format("ws: unknown handler or option '%s'", tostring(k)))
+    if HANDLERS[k] then
+      if type(v) ~= "function" then
+        raise(str_format("ws: bad handler '%s' (function expected, got %s)", k, typeof(v)))
+      end
+    elseif k == "protocol" then
+      if type(v) ~= "string" then raise("ws: bad option 'protocol' (string expected)") end
+      check_header("ws", "Sec-WebSocket-Protocol", v, " in option 'protocol'")
+    elseif k == "headers" then
+      header_lines("ws", "headers", v) -- checked now, not at each upgrade
+    else
+      raise(str_format("ws: unknown handler or option %s", show_key(k)))
     end
   end
   local layer = compile("ws", path, false, 3)
@@ -1873,9 +2100,7 @@ end
 function lm.crc32(s, crc)
   check_str("crc32", "s", s)
   if crc == nil then crc = 0 end
-  if type(crc) ~= "number" or crc < 0 or crc > 0xFFFFFFFF or crc ~= floor(crc) then
-    argerr("crc32", "crc", "32-bit unsigned integer", crc)
-  end
+  check_integer("crc32", "argument 'crc'", crc, 0, 0xFFFFFFFF, "32-bit unsigned integer")
   return tonumber(C.wss_crc32(crc, s, #s))
 end
 

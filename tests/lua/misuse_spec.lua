@@ -73,7 +73,7 @@ describe("misuse", function()
     misuse("connect: bad argument 'url'", function() mgr:connect(nil) end)
     misuse("connect: unknown option 'tls.insecure'", function() mgr:connect("tls://127.0.0.1:1", { tls = { insecure = true } }) end)
     misuse("connect: bad option 'tls.verify' %(boolean expected%)", function() mgr:connect("tls://127.0.0.1:1", { tls = { verify = "no" } }) end)
-    misuse("connect: bad header in 'ws_headers'", function() mgr:connect("tcp://127.0.0.1:1", { ws_headers = { [1] = true } }) end)
+    misuse("connect: bad header name in option 'ws_headers'", function() mgr:connect("tcp://127.0.0.1:1", { ws_headers = { [1] = true } }) end)
     misuse("poll: bad argument 'ms' %(number expected, got string%)", function() mgr:poll("10") end)
     misuse("events: bad argument 'ms'", function() mgr:events({}) end)
     misuse("run: bad argument 'ms'", function() mgr:run("x") end)
@@ -252,7 +252,7 @@ describe("misuse", function()
       "set: bad argument 'name' %(string expected, got number%)",
       "set: bad argument 'value' %(string expected, got table%)",
       "set: bad header name \"Bad Name\"",
-      "set: bad value for header \"X\" %(CR, LF or NUL%)",
+      "set: bad value for header \"X\" %(CR, LF, NUL or another control character",
       "append: bad argument 'value'",
       "type: bad argument 'ctype'",
       "json: cannot encode the value",
