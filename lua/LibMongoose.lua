@@ -615,13 +615,16 @@ function lm.new(opts)
   }, Manager)
 end
 
+local release_attachment, complete_close -- below, with the luv interop
+
 --- Frees the manager: closes every listener and connection at once (no close handlers
 --- run). Closing twice is harmless.
 function Manager:close()
   if getmetatable(self) ~= Manager then argerr("close", "mgr", "manager", self) end
   local p = self._p
   if p == nil then return true end
-  if self._attached then self._attached:detach() end
+  local a = self._attached
+  if a then release_attachment(a) end
   self._p = nil
   self._bi, self._bn = 0, 0
   ffi_gc(p, nil)
@@ -631,6 +634,8 @@ function Manager:close()
   for _, t in pairs(self._timers) do t._ro.active = false end
   self._timers = {}
   self._stop = true
+  -- Last, with the manager in its final state: this may run other luv callbacks.
+  if a then complete_close(a._uv) end
   return true
 end
 
@@ -1737,18 +1742,36 @@ function Manager:attach(uv, opts)
   return a
 end
 
+-- Stops and closes the luv handle of attachment `a`.
+function release_attachment(a)
+  local h = a._handle
+  if a.mgr._attached == a then a.mgr._attached = nil end
+  if not h then return end
+  a._handle = nil
+  if not h:is_closing() then
+    h:stop()
+    h:close()
+  end
+end
+
+-- Lets the close of a luv handle complete. A close completes in the loop; a handle
+-- whose close has not completed when the program ends crashes luv 1.44 (Debian's
+-- lua-luv) at exit: the loop's finalizer runs the close callback of a handle already
+-- collected (`uv.new_timer():close()` at the end of a script does it too). Inside the
+-- loop (a luv callback), the close completes at the end of the current iteration; outside,
+-- run the loop once without waiting, which completes it now. uv.loop_mode() tells
+-- which (nil: the loop is not running); a luv without it is left alone.
+function complete_close(uv)
+  local mode = uv.loop_mode
+  if type(mode) == "function" and mode() == nil then uv.run("nowait") end
+end
+
 --- Stops driving the manager from luv (closes the luv handle). Harmless twice.
 function Attachment:detach()
   if getmetatable(self) ~= Attachment then argerr("detach", "handle", "attachment", self) end
-  local h = self._handle
-  if h then
-    self._handle = nil
-    if not h:is_closing() then
-      h:stop()
-      h:close()
-    end
-  end
-  if self.mgr._attached == self then self.mgr._attached = nil end
+  local had = self._handle ~= nil
+  release_attachment(self)
+  if had then complete_close(self._uv) end
   return true
 end
 

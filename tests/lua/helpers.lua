@@ -127,6 +127,31 @@ function Proc:kill()
   end
 end
 
+--- Waits (without a manager to poll) until the command ends, at most `timeout_ms`;
+--- kills it then. Returns true if it ended by itself.
+function Proc:wait(timeout_ms)
+  local deadline = H.now() + (timeout_ms or 10000)
+  while not self:done() do
+    if H.now() > deadline then
+      self:kill()
+      return false
+    end
+    H.sleep(10)
+  end
+  return true
+end
+
+--- A Lua script for a separate `luajit` process: the module paths of this checkout
+--- (the library comes from $WSSERVER_LIB, inherited), then `body`. Returns its path.
+local nscript = 0
+function H.script(body)
+  nscript = nscript + 1
+  local path = H.tmpdir() .. "/script" .. nscript .. ".lua"
+  H.write_file(path, string.format("package.path = %q .. package.path\n", H.root .. "/lua/?.lua;" .. H.dir .. "/?.lua;")
+    .. body)
+  return path
+end
+
 --- Polls `mgr` (5 ms at a time) until cond() is truthy or `timeout_ms` passes.
 --- Returns cond()'s last value.
 function H.run_until(mgr, cond, timeout_ms)
