@@ -1,8 +1,9 @@
 //! The byte stream under a connection: plain TCP, or rustls over TCP.
 
+use crate::net::nosignal::{self, NoSigPipe};
 use crate::net::tls::TlsStream;
 use mio::net::TcpStream;
-use std::io::{self, IoSlice, Read, Write};
+use std::io::{self, IoSlice, Read};
 use std::os::fd::AsRawFd;
 
 /// TLS over a TCP socket.
@@ -32,7 +33,7 @@ impl Stream {
     pub fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Tcp(s) => s.read(buf),
-            Stream::Tls(t) => t.tls.read(&mut t.sock, buf),
+            Stream::Tls(t) => t.tls.read(&mut NoSigPipe(&t.sock), buf),
         }
     }
 
@@ -57,30 +58,31 @@ impl Stream {
                 // rustls copies plaintext out of its own buffer: read through a slice.
                 let start = buf.len();
                 buf.resize(start + max, 0);
-                let r = t.tls.read(&mut t.sock, &mut buf[start..]);
+                let r = t.tls.read(&mut NoSigPipe(&t.sock), &mut buf[start..]);
                 buf.truncate(start + *r.as_ref().unwrap_or(&0));
                 r
             }
         }
     }
 
-    /// Writes plaintext; returns how much was taken.
+    /// Writes plaintext; returns how much was taken. Never raises SIGPIPE (see
+    /// [`nosignal`]): a vanished peer is an `EPIPE` or `ECONNRESET` error.
     pub fn write(&mut self, data: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write(data),
-            Stream::Tls(t) => t.tls.write(&mut t.sock, data),
+            Stream::Tcp(s) => nosignal::send(s.as_raw_fd(), data),
+            Stream::Tls(t) => t.tls.write(&mut NoSigPipe(&t.sock), data),
         }
     }
 
-    /// Writes several slices, in one system call on plain TCP.
+    /// Writes several slices, in one system call on plain TCP; never raises SIGPIPE.
     pub fn write_vectored(&mut self, parts: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => s.write_vectored(parts),
+            Stream::Tcp(s) => nosignal::send_vectored(s.as_raw_fd(), parts),
             Stream::Tls(t) => {
                 // rustls encrypts piece by piece anyway: feed it until it stops taking.
                 let mut total = 0;
                 for p in parts {
-                    match t.tls.write(&mut t.sock, p) {
+                    match t.tls.write(&mut NoSigPipe(&t.sock), p) {
                         Ok(n) => {
                             total += n;
                             if n < p.len() {
@@ -100,7 +102,7 @@ impl Stream {
     pub fn flush_pending(&mut self) -> io::Result<bool> {
         match self {
             Stream::Tcp(_) => Ok(true),
-            Stream::Tls(t) => t.tls.flush(&mut t.sock),
+            Stream::Tls(t) => t.tls.flush(&mut NoSigPipe(&t.sock)),
         }
     }
 
@@ -145,7 +147,7 @@ impl Stream {
     pub fn shutdown_write(&mut self) {
         if let Stream::Tls(t) = self {
             t.tls.send_close_notify();
-            let _ = t.tls.flush(&mut t.sock);
+            let _ = t.tls.flush(&mut NoSigPipe(&t.sock));
         }
         let _ = self.tcp().shutdown(std::net::Shutdown::Write);
     }
