@@ -149,12 +149,16 @@ pub struct ConnectConfig {
 pub struct MgrConfig {
     /// Most connections open at once in the manager (listeners excluded).
     pub max_connections: u32,
+    /// Bound on what other threads may queue for the polling thread (`wss_mgr_wakeup`,
+    /// `wss_send_threadsafe`): payload bytes plus a fixed cost per item.
+    pub max_threadsafe_bytes: usize,
 }
 
 impl Default for MgrConfig {
     fn default() -> Self {
         MgrConfig {
             max_connections: 100_000,
+            max_threadsafe_bytes: 64 << 20,
         }
     }
 }

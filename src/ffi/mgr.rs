@@ -5,7 +5,7 @@ use super::opts::{read_opts, wss_connect_opts, wss_listen_opts, wss_mgr_opts};
 use super::result::wss_result;
 use super::{call, enter, shared, wss_id, wss_mgr, Handle};
 use crate::error::Error;
-use crate::mgr::{Cross, Manager};
+use crate::mgr::{Cross, Manager, PushError};
 use std::ffi::c_char;
 
 /// The library version, e.g. "0.1.0": static, NUL-terminated. Thread-safe.
@@ -47,12 +47,20 @@ pub unsafe extern "C" fn wss_mgr_new(opts: *const wss_mgr_opts) -> *mut wss_mgr 
 ///
 /// NULL is fine. Calling it twice with the same pointer is harmless (the second call
 /// does nothing), as is any later call on the freed manager, which returns
-/// `WSS_RESULT_FREED`: a small tombstone stays behind for that. It must not run while
-/// another thread is inside a thread-safe call on the same manager.
+/// `WSS_RESULT_FREED`: a small tombstone stays behind for that. Thread-safe calls
+/// (`wss_mgr_wakeup`, `wss_send_threadsafe`) racing with it on other threads are safe:
+/// the free waits for those already inside to return, and later ones get
+/// `WSS_RESULT_FREED`.
+///
+/// Returns: `WSS_RESULT_OK` when freed (or `mgr` is NULL); `WSS_RESULT_FREED` when it
+/// was freed before; `WSS_RESULT_CONCURRENT_USE` when another thread is inside a call
+/// that is not thread-safe on this manager: nothing is freed then (the manager is
+/// still live and must be freed again once that call has returned).
 #[no_mangle]
-pub unsafe extern "C" fn wss_mgr_free(mgr: *mut wss_mgr) {
-    boundary(|| {
-        super::free(mgr);
+pub unsafe extern "C" fn wss_mgr_free(mgr: *mut wss_mgr) -> wss_result {
+    boundary(|| match super::free(mgr) {
+        Ok(()) | Err(super::Denied::Null) => wss_result::WSS_RESULT_OK,
+        Err(d) => d.result(),
     })
 }
 
@@ -226,11 +234,17 @@ pub unsafe extern "C" fn wss_mgr_connect(
 /// `conn` is passed through as is (0 is fine); it is not checked.
 ///
 /// THREAD-SAFE: may be called from any thread, concurrently, while the manager is
-/// polled. The manager must outlive every thread that calls this (do not race
-/// `wss_mgr_free` with it).
+/// polled, and concurrently with `wss_mgr_free` (a call that loses that race returns
+/// `WSS_RESULT_FREED`; the manager pointer must stay one that `wss_mgr_new` returned).
 ///
-/// Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
-/// `WSS_RESULT_IO` if the eventfd write failed.
+/// What other threads queue is bounded (`wss_mgr_opts.max_threadsafe_bytes`), and each
+/// `wss_mgr_poll` takes at most a batch of it (4096 items or 4 MiB) and leaves the rest
+/// for the next poll, which then does not wait: producers that never stop cannot keep a
+/// poll from returning, and everything accepted is delivered in order.
+///
+/// Returns: `WSS_RESULT_OK` once queued; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
+/// `WSS_RESULT_LIMIT` when the queue is full (the polling thread is behind: nothing was
+/// queued; retry later); `WSS_RESULT_IO` if the eventfd write failed.
 #[no_mangle]
 pub unsafe extern "C" fn wss_mgr_wakeup(
     mgr: *const wss_mgr,
@@ -259,10 +273,12 @@ pub unsafe extern "C" fn wss_mgr_wakeup(
 /// message (`WSS_OP_TEXT`, `WSS_OP_BINARY`). Failures that concern the connection
 /// (it is gone, its buffer is full) surface as `WSS_EV_ERROR` events, not results.
 ///
-/// THREAD-SAFE, like `wss_mgr_wakeup`.
+/// THREAD-SAFE, like `wss_mgr_wakeup`, and bounded by the same queue.
 ///
 /// Returns: `WSS_RESULT_OK` once queued; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
-/// `WSS_RESULT_INVALID_ARGUMENT` for an opcode other than 0, 1 or 2.
+/// `WSS_RESULT_INVALID_ARGUMENT` for an opcode other than 0, 1 or 2; `WSS_RESULT_LIMIT`
+/// when the queue is full (nothing was queued); `WSS_RESULT_IO` if the eventfd write
+/// failed.
 #[no_mangle]
 pub unsafe extern "C" fn wss_send_threadsafe(
     mgr: *const wss_mgr,
@@ -295,7 +311,8 @@ fn push_cross(mgr: *const wss_mgr, item: Cross) -> wss_result {
     match shared(mgr) {
         Ok(s) => match s.push(item) {
             Ok(()) => wss_result::WSS_RESULT_OK,
-            Err(_) => wss_result::WSS_RESULT_IO,
+            Err(PushError::Full { .. }) => wss_result::WSS_RESULT_LIMIT,
+            Err(PushError::Wake(_)) => wss_result::WSS_RESULT_IO,
         },
         Err(d) => d.result(),
     }

@@ -22,7 +22,7 @@ use crate::mgr::{Manager, Shared};
 use result::wss_result;
 use std::cell::UnsafeCell;
 use std::ffi::CString;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// An event manager. Opaque: create it with `wss_mgr_new`, free it with `wss_mgr_free`.
@@ -51,15 +51,19 @@ const DEAD: u64 = 0x7773_735f_6465_6164;
 pub(crate) struct Handle {
     magic: AtomicU64,
     busy: AtomicBool,
-    /// Read without the busy flag by the thread-safe functions; written only at
-    /// creation and by `wss_mgr_free` (which must not race with them: documented).
+    /// Thread-safe calls inside the handle now: `wss_mgr_free` waits for them to leave
+    /// before it drops `shared`.
+    inflight: AtomicUsize,
+    /// Read without the busy flag by the thread-safe functions (counted in `inflight`);
+    /// written only at creation and by `wss_mgr_free` once `inflight` is 0.
     shared: UnsafeCell<Option<Arc<Shared>>>,
     mgr: UnsafeCell<Option<Box<Manager>>>,
     last_error: UnsafeCell<CString>,
 }
 
 // SAFETY: `mgr` and `last_error` are only touched while holding the `busy` flag; `shared`
-// is immutable between creation and free, and `Shared` is itself Sync.
+// is immutable between creation and free, free waits until no thread-safe call is
+// inside, and `Shared` is itself Sync.
 unsafe impl Sync for Handle {}
 
 static TOMBSTONES: Mutex<Vec<usize>> = Mutex::new(Vec::new());
@@ -70,6 +74,7 @@ impl Handle {
         let h = Box::new(Handle {
             magic: AtomicU64::new(LIVE),
             busy: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
             shared: UnsafeCell::new(Some(shared)),
             mgr: UnsafeCell::new(Some(Box::new(mgr))),
             last_error: UnsafeCell::new(CString::default()),
@@ -151,12 +156,46 @@ pub(crate) fn enter<'a>(p: *const wss_mgr) -> Result<Guard<'a>, Denied> {
     Ok(Guard { h })
 }
 
+/// The thread-safe part of a manager, for one thread-safe call: holds off
+/// `wss_mgr_free` until dropped.
+pub(crate) struct SharedGuard<'a> {
+    h: &'a Handle,
+    shared: &'a Arc<Shared>,
+}
+
+impl std::ops::Deref for SharedGuard<'_> {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        self.shared
+    }
+}
+
+impl Drop for SharedGuard<'_> {
+    fn drop(&mut self) {
+        self.h.inflight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The thread-safe part of a manager, without taking the busy flag.
-pub(crate) fn shared<'a>(p: *const wss_mgr) -> Result<&'a Arc<Shared>, Denied> {
+pub(crate) fn shared<'a>(p: *const wss_mgr) -> Result<SharedGuard<'a>, Denied> {
     let h = handle(p)?;
-    // SAFETY: `shared` is only written at creation and by wss_mgr_free, which the
-    // caller must not run concurrently with thread-safe calls (documented).
-    unsafe { (*h.shared.get()).as_ref() }.ok_or(Denied::Freed)
+    // Announce the call, then check that the manager is still live: `free` marks it
+    // dead, then waits for `inflight` to fall to 0 (both SeqCst, so one of the two
+    // sees the other).
+    h.inflight.fetch_add(1, Ordering::SeqCst);
+    if h.magic.load(Ordering::SeqCst) != LIVE {
+        h.inflight.fetch_sub(1, Ordering::SeqCst);
+        return Err(Denied::Freed);
+    }
+    // SAFETY: `shared` is only written at creation and by `free`, which waits for this
+    // call to leave (the guard's drop) before it does.
+    match unsafe { (*h.shared.get()).as_ref() } {
+        Some(shared) => Ok(SharedGuard { h, shared }),
+        None => {
+            h.inflight.fetch_sub(1, Ordering::SeqCst);
+            Err(Denied::Freed)
+        }
+    }
 }
 
 /// Runs a fallible call on a manager: maps errors to codes, records the last error,
@@ -181,17 +220,24 @@ pub(crate) fn call(
     }
 }
 
-/// Frees a manager, leaving a tombstone. Returns false when it was not live.
-pub(crate) fn free(p: *mut wss_mgr) -> bool {
-    let Ok(h) = handle(p) else { return false };
+/// Frees a manager, leaving a tombstone.
+pub(crate) fn free(p: *mut wss_mgr) -> Result<(), Denied> {
+    let h = handle(p)?;
     if h.busy.swap(true, Ordering::Acquire) {
-        return false; // in use by another thread: refusing beats a use-after-free
+        // In use by another thread: refusing beats a use-after-free.
+        return Err(Denied::Busy);
     }
-    if h.magic.swap(DEAD, Ordering::AcqRel) != LIVE {
+    if h.magic.swap(DEAD, Ordering::SeqCst) != LIVE {
         h.busy.store(false, Ordering::Release);
-        return false;
+        return Err(Denied::Freed);
     }
-    // SAFETY: exclusive (busy flag held, magic now DEAD so no new guard is handed out).
+    // Thread-safe calls that got in before the magic changed finish first (a queue push
+    // and an eventfd write: microseconds); later ones see DEAD.
+    while h.inflight.load(Ordering::SeqCst) != 0 {
+        std::thread::yield_now();
+    }
+    // SAFETY: exclusive (busy flag held, magic now DEAD so no new guard is handed out,
+    // and no thread-safe call is inside).
     unsafe {
         drop((*h.mgr.get()).take());
         drop((*h.shared.get()).take());
@@ -201,5 +247,5 @@ pub(crate) fn free(p: *mut wss_mgr) -> bool {
     if let Ok(mut t) = TOMBSTONES.lock() {
         t.push(p as usize);
     }
-    true
+    Ok(())
 }

@@ -24,6 +24,11 @@ pub struct wss_mgr_opts {
     /// Most connections open at once, listeners excluded (default 100000). Accepts
     /// beyond it are closed at once; existing connections are not affected.
     pub max_connections: u32,
+    /// Most bytes other threads may have queued for the polling thread through
+    /// `wss_mgr_wakeup` and `wss_send_threadsafe` (default 64 MiB). Each queued call
+    /// counts its payload plus 64 bytes, so empty wakeups are bounded too. A call that
+    /// would pass it returns `WSS_RESULT_LIMIT` and queues nothing.
+    pub max_threadsafe_bytes: u64,
 }
 
 /// A certificate and its key, for SNI (each a path to a PEM file, or PEM text).
@@ -234,6 +239,8 @@ impl wss_mgr_opts {
             None => d,
             Some(o) => MgrConfig {
                 max_connections: or(o.max_connections, d.max_connections),
+                max_threadsafe_bytes: usize::try_from(o.max_threadsafe_bytes)
+                    .map_or(usize::MAX, |b| or(b, d.max_threadsafe_bytes)),
             },
         }
     }
