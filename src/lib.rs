@@ -22,6 +22,8 @@ pub mod error;
 pub mod event;
 pub mod ffi;
 /// cbindgen:ignore
+pub mod files;
+/// cbindgen:ignore
 pub mod http;
 /// cbindgen:ignore
 pub mod mgr;

@@ -69,8 +69,36 @@ fn directory_instead_of_file() {
     let err = server_err(with_cert(&path, &certs().ecdsa.key));
     assert_eq!(
         err.to_string(),
-        format!("certificate file {path}: Is a directory")
+        format!("certificate file {path}: is a directory, not a regular file")
     );
+}
+
+/// A FIFO named as a certificate or key is refused at once: opening it the usual way
+/// would wait for a writer forever, on the thread that opens the listener.
+#[test]
+fn fifo_or_device_instead_of_file() {
+    let dir = TempDir::new();
+    let fifo = format!("{}/fifo.pem", dir.path().to_str().unwrap());
+    let c = std::ffi::CString::new(fifo.clone()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let t0 = std::time::Instant::now();
+    let err = server_err(with_cert(&fifo, &certs().ecdsa.key));
+    assert_eq!(
+        err.to_string(),
+        format!("certificate file {fifo}: is a FIFO, not a regular file")
+    );
+    let err = server_err(with_cert(&certs().ecdsa.cert, &fifo));
+    assert_eq!(
+        err.to_string(),
+        format!("key file {fifo}: is a FIFO, not a regular file")
+    );
+    let err = server_err(with_cert("/dev/zero", &certs().ecdsa.key));
+    assert_eq!(
+        err.to_string(),
+        "certificate file /dev/zero: is a device, not a regular file"
+    );
+    assert!(t0.elapsed() < std::time::Duration::from_secs(5));
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! path or the PEM text itself, with errors that say which file and what is wrong with it.
 
 use std::borrow::Cow;
-use std::fs::File;
 use std::io::{self, Read};
 
 use rustls::pki_types::pem::{self, PemObject};
@@ -56,8 +55,10 @@ impl<'a> PemSource<'a> {
             return Err(ConfigError::new(self.role, "not set (empty path)"));
         }
         let mut data = Vec::new();
-        File::open(self.value)
-            .and_then(|f| f.take(MAX_PEM_FILE + 1).read_to_end(&mut data))
+        // Never a plain open: a FIFO named as a certificate would block the thread
+        // that opens the listener (crate::files).
+        crate::files::open_regular(std::path::Path::new(self.value))
+            .and_then(|(f, _)| f.take(MAX_PEM_FILE + 1).read_to_end(&mut data))
             .map_err(|e| self.error(io_reason(&e)))?;
         if data.len() as u64 > MAX_PEM_FILE {
             return Err(self.error(format!(
