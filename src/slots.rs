@@ -13,6 +13,9 @@ const GEN_BITS: u32 = 28;
 const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 const GEN_MAX: u32 = (1 << GEN_BITS) - 1;
 
+/// Bits an id may use: index, generation and the tag bit (ids stay below 2^53).
+const ID_BITS: u32 = INDEX_BITS + GEN_BITS + 1;
+
 /// Tag bit set in timer ids so that a timer id never names a connection and vice versa.
 pub(crate) const TIMER_TAG: u64 = 1 << (INDEX_BITS + GEN_BITS);
 
@@ -93,7 +96,9 @@ impl<T> Slots<T> {
     }
 
     fn locate(&self, id: u64) -> Option<usize> {
-        if id & TIMER_TAG != self.tag {
+        // Only ids this table could have issued: below 2^53, with its own tag. Masking
+        // the high bits away instead would let a forged id alias a live entry.
+        if id >> ID_BITS != 0 || id & TIMER_TAG != self.tag {
             return None;
         }
         let index = (id & INDEX_MASK) as usize;
@@ -179,6 +184,25 @@ mod tests {
         assert_eq!(conns.get(t), None);
         assert_eq!(timers.get(c), None);
         assert_eq!(conns.next_id(), Some(conns.make_id(1, 1)));
+    }
+
+    #[test]
+    fn ids_with_bits_above_52_name_nothing() {
+        let mut conns = Slots::new(0);
+        let mut timers = Slots::new(TIMER_TAG);
+        let c = conns.insert_with(|_| 1).unwrap();
+        let t = timers.insert_with(|_| 2).unwrap();
+        for bit in 53..64 {
+            let forged = c | (1 << bit);
+            assert_eq!(conns.get(forged), None, "bit {bit}");
+            assert_eq!(conns.get_mut(forged), None, "bit {bit}");
+            assert_eq!(conns.remove(forged), None, "bit {bit}");
+            assert_eq!(timers.get(t | (1 << bit)), None, "bit {bit}");
+        }
+        assert_eq!(conns.get(c | (0x7ff << 53)), None);
+        assert_eq!(conns.get(u64::MAX), None);
+        assert_eq!(conns.get(c), Some(&1));
+        assert_eq!(timers.get(t), Some(&2));
     }
 
     #[test]

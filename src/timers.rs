@@ -13,6 +13,15 @@ struct Timer {
     repeat: bool,
 }
 
+/// The furthest a timer can be: a period that would reach past it (up to `u64::MAX` ms,
+/// half a billion years) waits this long instead, which is "never" for any process.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `at + d`, saturating at [`FOREVER`] from `at` instead of overflowing.
+fn later(at: Instant, d: Duration) -> Instant {
+    at + d.min(FOREVER)
+}
+
 /// Application timers (`wss_timer_add`).
 pub struct Timers {
     slots: Slots<Timer>,
@@ -31,7 +40,7 @@ impl Default for Timers {
 impl Timers {
     /// Adds a timer due `after` from `now`; repeating timers fire every `after`.
     pub fn add(&mut self, now: Instant, after: Duration, repeat: bool) -> Option<u64> {
-        let due = now + after;
+        let due = later(now, after);
         let id = self.slots.insert_with(|_| Timer {
             due,
             interval: after,
@@ -70,9 +79,9 @@ impl Timers {
             let t = self.slots.get_mut(id).expect("next_due checked it");
             if t.repeat {
                 // Skip missed periods rather than firing a burst after a stall.
-                let mut next = t.due + t.interval;
+                let mut next = later(t.due, t.interval);
                 if next <= now {
-                    next = now + t.interval;
+                    next = later(now, t.interval);
                 }
                 t.due = next;
                 self.heap.push(Reverse((next, id)));
@@ -135,5 +144,22 @@ mod tests {
         assert!(!t.cancel(a));
         assert!(t.cancel(b));
         assert_eq!(t.next_due(), None);
+    }
+
+    #[test]
+    fn the_longest_periods_saturate_instead_of_overflowing() {
+        let mut t = Timers::default();
+        let now = Instant::now();
+        t.add(now, Duration::from_millis(u64::MAX), true).unwrap();
+        t.add(now, Duration::MAX, true).unwrap();
+        assert_eq!(t.next_due(), Some(now + FOREVER));
+        let mut fired = Vec::new();
+        t.pop_due(now + FOREVER, &mut fired);
+        assert_eq!(fired.len(), 2, "due at the saturated time");
+        assert_eq!(
+            t.next_due(),
+            Some(now + FOREVER + FOREVER),
+            "re-armed, no overflow"
+        );
     }
 }

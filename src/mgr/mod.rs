@@ -12,7 +12,7 @@ pub use self::http::{
     chunk as http_chunk, chunked_begin as http_chunked_begin, reply as http_reply,
     serve as http_serve, ServeSpec,
 };
-pub use self::shared::{Cross, Shared};
+pub use self::shared::{Cross, PushError, Shared};
 
 use crate::config::{ListenConfig, MgrConfig};
 use crate::conn::{Conn, Expiry, Proto, State};
@@ -144,7 +144,7 @@ impl Manager {
             timers: Timers::default(),
             timerfd,
             fired: Vec::new(),
-            shared: Arc::new(Shared::new(waker)),
+            shared: Arc::new(Shared::new(waker, cfg.max_threadsafe_bytes)),
             cfg,
             last_poll_visits: 0,
             info_text: Vec::new(),
@@ -261,7 +261,10 @@ impl Manager {
             let config = self.client_tls(&cfg.tls, url.scheme.is_ws())?;
             Some(
                 crate::net::tls::TlsStream::client(&config, &server_name).map_err(|e| {
-                    Error::InvalidArgument(format!("TLS server name {server_name:?}: {e}"))
+                    Error::InvalidArgument(format!(
+                        "TLS server name {}: {e}",
+                        crate::error::excerpt(server_name.as_bytes())
+                    ))
                 })?,
             )
         } else {
@@ -403,9 +406,12 @@ impl Manager {
 
     /// Sends a datagram from a udp listener to `addr`.
     pub fn udp_send_to(&mut self, id: u64, addr: &str, data: &[u8]) -> Result<()> {
-        let peer: SocketAddr = addr
-            .parse()
-            .map_err(|_| Error::InvalidArgument(format!("not an ip:port address: {addr:?}")))?;
+        let peer: SocketAddr = addr.parse().map_err(|_| {
+            Error::InvalidArgument(format!(
+                "not an ip:port address: {}",
+                crate::error::excerpt(addr.as_bytes())
+            ))
+        })?;
         match self.entries.get_mut(id) {
             Some(Entry::Listener(l)) => udp_send(l, peer, data),
             Some(Entry::Conn(_)) => {
@@ -438,7 +444,8 @@ impl Manager {
                     ListenSocket::Tcp(s) => reg.deregister(s),
                     ListenSocket::Udp(s) => reg.deregister(s),
                 };
-                self.core.push(Event::new(EventKind::Close, id));
+                // The stored id, never the caller's spelling of it.
+                self.core.push(Event::new(EventKind::Close, l.id));
                 Ok(())
             }
             None => Err(Error::NotFound(id)),
@@ -473,7 +480,8 @@ impl Manager {
         }
     }
 
-    /// Milliseconds until the next timer or deadline (rounded up), or -1 if none.
+    /// Milliseconds until the next timer or deadline (rounded up, at most `i64::MAX`),
+    /// or -1 if none.
     pub fn next_timeout_ms(&mut self) -> i64 {
         let leftover = self.has_leftover_readiness();
         if !self.core.queue.is_empty() || !self.core.retry.is_empty() || leftover {
@@ -482,8 +490,11 @@ impl Manager {
         match self.next_deadline() {
             None => -1,
             Some(at) => {
+                // Saturating: a far deadline must never read back as -1 ("nothing") or
+                // any other negative number.
                 let d = at.saturating_duration_since(Instant::now());
-                d.as_millis() as i64 + i64::from(d.subsec_nanos() % 1_000_000 != 0)
+                let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+                i64::try_from(ms).unwrap_or(i64::MAX)
             }
         }
     }
