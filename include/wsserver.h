@@ -367,7 +367,8 @@ typedef struct wss_event {
    */
   wss_id conn;
   /**
-   * The listener of an accepted connection, else 0.
+   * The listener of an accepted connection, on every event of that connection; 0 for
+   * clients, listeners and timers.
    */
   wss_id parent;
   /**
@@ -464,6 +465,13 @@ typedef struct wss_mgr_opts {
    * beyond it are closed at once; existing connections are not affected.
    */
   uint32_t max_connections;
+  /**
+   * Most bytes other threads may have queued for the polling thread through
+   * `wss_mgr_wakeup` and `wss_send_threadsafe` (default 64 MiB). Each queued call
+   * counts its payload plus 64 bytes, so empty wakeups are bounded too. A call that
+   * would pass it returns `WSS_RESULT_LIMIT` and queues nothing.
+   */
+  uint64_t max_threadsafe_bytes;
 } wss_mgr_opts;
 
 /**
@@ -711,7 +719,9 @@ extern "C" {
  * `WSS_RESULT_WRONG_KIND` (an HTTP or WebSocket connection: use their functions);
  * `WSS_RESULT_LIMIT` when more than `max_send_buffer` bytes were already waiting (the
  * connection is then closed: the peer does not read); `WSS_RESULT_NULL_PARAMETER` if
- * `data` is NULL with `len` > 0.
+ * `data` is NULL with `len` > 0; `WSS_RESULT_INVALID_STATE` on a udp listener that has
+ * received no datagram yet (there is no sender to answer); `WSS_RESULT_WRONG_KIND` on a
+ * tcp listener.
  */
 wss_result wss_conn_send(struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
 
@@ -748,7 +758,9 @@ wss_result wss_conn_buffered(struct wss_mgr *mgr, wss_id conn, size_t *bytes_out
  * the last datagram.
  *
  * Returns: `WSS_RESULT_OK`; `WSS_RESULT_INSUFFICIENT_SIZE` when `cap` is too small, with
- * the length needed (without the NUL) in `*len_out`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`.
+ * the length needed (without the NUL) in `*len_out`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`;
+ * `WSS_RESULT_INVALID_STATE` on a udp listener before its first datagram and on other
+ * listeners (they have no peer); `WSS_RESULT_NULL_PARAMETER`.
  */
 wss_result wss_conn_peer(struct wss_mgr *mgr, wss_id conn, char *buf, size_t cap, size_t *len_out);
 
@@ -837,6 +849,11 @@ wss_result wss_http_header_at(struct wss_mgr *mgr,
  * `Connection` as needed, the extra headers, then `len` bytes of `body` (omitted for
  * HEAD requests; the length is still announced). The bytes are copied.
  *
+ * The library frames the body: a `Transfer-Encoding` line in `extra_headers` is
+ * refused, and so is a `Content-Length` that is not `len` (except in replies to HEAD
+ * and in 304 replies, where it announces the length a GET would get, and never in
+ * 1xx or 204 replies, which have no body).
+ *
  * `extra_headers`: NULL or header lines "Name: value\r\n" (a final CRLF may be left
  * out; LF alone is accepted). Each line is checked: a line that could split the reply
  * (bad name, control characters, a bare CR) fails the call with
@@ -849,7 +866,8 @@ wss_result wss_http_header_at(struct wss_mgr *mgr,
  *
  * Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_STATE` when no request is waiting or a
  * reply is under way; `WSS_RESULT_INVALID_ARGUMENT` (status outside 100-599 or 101,
- * bad headers); `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
+ * bad headers, framing headers that contradict the body); `WSS_RESULT_NOT_FOUND`;
+ * `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
  *
  * Example:
  * ```c
@@ -867,7 +885,8 @@ wss_result wss_http_reply(struct wss_mgr *mgr,
 /**
  * Starts a reply whose body follows in pieces (`wss_http_chunk`): HTTP/1.1 clients get
  * `Transfer-Encoding: chunked`; HTTP/1.0 clients get the body until the connection
- * closes. Headers as for `wss_http_reply`.
+ * closes. Headers as for `wss_http_reply`, except that neither `Content-Length` nor
+ * `Transfer-Encoding` may be among them (WSS_RESULT_INVALID_ARGUMENT).
  * Returns: as `wss_http_reply`.
  */
 wss_result wss_http_chunked_begin(struct wss_mgr *mgr,
@@ -941,10 +960,17 @@ struct wss_mgr *wss_mgr_new(const struct wss_mgr_opts *opts);
  *
  * NULL is fine. Calling it twice with the same pointer is harmless (the second call
  * does nothing), as is any later call on the freed manager, which returns
- * `WSS_RESULT_FREED`: a small tombstone stays behind for that. It must not run while
- * another thread is inside a thread-safe call on the same manager.
+ * `WSS_RESULT_FREED`: a small tombstone stays behind for that. Thread-safe calls
+ * (`wss_mgr_wakeup`, `wss_send_threadsafe`) racing with it on other threads are safe:
+ * the free waits for those already inside to return, and later ones get
+ * `WSS_RESULT_FREED`.
+ *
+ * Returns: `WSS_RESULT_OK` when freed (or `mgr` is NULL); `WSS_RESULT_FREED` when it
+ * was freed before; `WSS_RESULT_CONCURRENT_USE` when another thread is inside a call
+ * that is not thread-safe on this manager: nothing is freed then (the manager is
+ * still live and must be freed again once that call has returned).
  */
-void wss_mgr_free(struct wss_mgr *mgr);
+wss_result wss_mgr_free(struct wss_mgr *mgr);
 
 /**
  * Waits up to `timeout_ms` milliseconds (0: do not wait; negative: no limit) for
@@ -1043,11 +1069,17 @@ wss_result wss_mgr_connect(struct wss_mgr *mgr,
  * `conn` is passed through as is (0 is fine); it is not checked.
  *
  * THREAD-SAFE: may be called from any thread, concurrently, while the manager is
- * polled. The manager must outlive every thread that calls this (do not race
- * `wss_mgr_free` with it).
+ * polled, and concurrently with `wss_mgr_free` (a call that loses that race returns
+ * `WSS_RESULT_FREED`; the manager pointer must stay one that `wss_mgr_new` returned).
  *
- * Returns: `WSS_RESULT_OK`; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
- * `WSS_RESULT_IO` if the eventfd write failed.
+ * What other threads queue is bounded (`wss_mgr_opts.max_threadsafe_bytes`), and each
+ * `wss_mgr_poll` takes at most a batch of it (4096 items or 4 MiB) and leaves the rest
+ * for the next poll, which then does not wait: producers that never stop cannot keep a
+ * poll from returning, and everything accepted is delivered in order.
+ *
+ * Returns: `WSS_RESULT_OK` once queued; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
+ * `WSS_RESULT_LIMIT` when the queue is full (the polling thread is behind: nothing was
+ * queued; retry later); `WSS_RESULT_IO` if the eventfd write failed.
  */
 wss_result wss_mgr_wakeup(const struct wss_mgr *mgr, wss_id conn, const uint8_t *data, size_t len);
 
@@ -1057,10 +1089,12 @@ wss_result wss_mgr_wakeup(const struct wss_mgr *mgr, wss_id conn, const uint8_t 
  * message (`WSS_OP_TEXT`, `WSS_OP_BINARY`). Failures that concern the connection
  * (it is gone, its buffer is full) surface as `WSS_EV_ERROR` events, not results.
  *
- * THREAD-SAFE, like `wss_mgr_wakeup`.
+ * THREAD-SAFE, like `wss_mgr_wakeup`, and bounded by the same queue.
  *
  * Returns: `WSS_RESULT_OK` once queued; `WSS_RESULT_NULL_PARAMETER`; `WSS_RESULT_FREED`;
- * `WSS_RESULT_INVALID_ARGUMENT` for an opcode other than 0, 1 or 2.
+ * `WSS_RESULT_INVALID_ARGUMENT` for an opcode other than 0, 1 or 2; `WSS_RESULT_LIMIT`
+ * when the queue is full (nothing was queued); `WSS_RESULT_IO` if the eventfd write
+ * failed.
  */
 wss_result wss_send_threadsafe(const struct wss_mgr *mgr,
                                wss_id conn,

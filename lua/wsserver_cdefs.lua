@@ -118,6 +118,7 @@ typedef struct wss_serve_opts {
 typedef struct wss_mgr_opts {
   uint32_t struct_size;
   uint32_t max_connections;
+  uint64_t max_threadsafe_bytes;
 } wss_mgr_opts;
 
 typedef struct wss_tls_cert {
@@ -246,7 +247,7 @@ const char *wss_version(void);
 
 struct wss_mgr *wss_mgr_new(const struct wss_mgr_opts *opts);
 
-void wss_mgr_free(struct wss_mgr *mgr);
+wss_result wss_mgr_free(struct wss_mgr *mgr);
 
 wss_result wss_mgr_poll(struct wss_mgr *mgr, int32_t timeout_ms, size_t *queued_out);
 

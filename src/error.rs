@@ -69,6 +69,28 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// Longest excerpt of an offending value that a message quotes.
+pub const EXCERPT_MAX: usize = 64;
+
+/// An offending value as a message quotes it: `{:?}`-quoted, at most [`EXCERPT_MAX`]
+/// bytes of it, with its full length when cut. A megabyte of bad input must not become
+/// a megabyte of error text (the last error, an event, a Lua error message).
+pub fn excerpt(value: &[u8]) -> String {
+    if value.len() <= EXCERPT_MAX {
+        return format!("{:?}", String::from_utf8_lossy(value));
+    }
+    let mut end = EXCERPT_MAX;
+    // Cut on a character boundary when the value is UTF-8 there.
+    while end > EXCERPT_MAX - 3 && std::str::from_utf8(&value[..end]).is_err() {
+        end -= 1;
+    }
+    format!(
+        "{:?}... ({} bytes)",
+        String::from_utf8_lossy(&value[..end]),
+        value.len()
+    )
+}
+
 /// Result of a call made by the application.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -85,4 +107,22 @@ pub mod code {
     pub(crate) const PROTOCOL: i32 = 1017;
     /// `WSS_RESULT_TIMEOUT`.
     pub(crate) const TIMEOUT: i32 = 1016;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_are_short_and_say_how_long_the_value_was() {
+        assert_eq!(excerpt(b"abc"), "\"abc\"");
+        let long = vec![b'x'; 1 << 20];
+        let e = excerpt(&long);
+        assert!(e.len() < EXCERPT_MAX + 32, "{e}");
+        assert!(e.ends_with("... (1048576 bytes)"), "{e}");
+        let mut utf8 = vec![b'a'; EXCERPT_MAX - 1];
+        utf8.extend_from_slice("\u{e9}".as_bytes());
+        utf8.extend_from_slice(b"zzzz");
+        assert!(!excerpt(&utf8).contains('\u{fffd}'), "{}", excerpt(&utf8));
+    }
 }

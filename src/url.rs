@@ -2,7 +2,7 @@
 //! `scheme://host[:port][/path?query]`, host being a name, an IPv4 address or a
 //! bracketed IPv6 address.
 
-use crate::error::{Error, Result};
+use crate::error::{excerpt, Error, Result};
 use std::net::{SocketAddr, ToSocketAddrs};
 
 /// What a listener or client speaks.
@@ -68,7 +68,7 @@ pub struct Url {
 impl Url {
     /// Parses `scheme://host[:port][/path]`.
     pub fn parse(s: &str) -> Result<Url> {
-        let bad = |why: &str| Error::BadUrl(format!("{s:?}: {why}"));
+        let bad = |why: &str| Error::BadUrl(format!("{}: {why}", excerpt(s.as_bytes())));
         let (scheme, rest) = s
             .split_once("://")
             .ok_or_else(|| bad("missing scheme://"))?;
@@ -106,6 +106,11 @@ impl Url {
             }
         } else {
             match authority.rsplit_once(':') {
+                // "::1:0" would read as host "::1", port 0 and "::1:8080" as host "::1"
+                // port 8080, but "1::1" is an address and no port: only brackets decide.
+                Some((h, _)) if h.contains(':') => {
+                    return Err(bad("an IPv6 address needs brackets, e.g. [::1]:8080"))
+                }
                 Some((h, p)) => (h, Some(p)),
                 None => (authority, None),
             }
@@ -137,7 +142,12 @@ impl Url {
         }
         let addrs: Vec<SocketAddr> = (self.host.as_str(), self.port)
             .to_socket_addrs()
-            .map_err(|e| Error::BadUrl(format!("cannot resolve {:?}: {e}", self.host)))?
+            .map_err(|e| {
+                Error::BadUrl(format!(
+                    "cannot resolve {}: {e}",
+                    excerpt(self.host.as_bytes())
+                ))
+            })?
             .collect();
         if addrs.is_empty() {
             return Err(Error::BadUrl(format!(
@@ -191,6 +201,13 @@ mod tests {
     }
 
     #[test]
+    fn messages_quote_a_long_url_in_part() {
+        let long = format!("gopher://{}", "a".repeat(1 << 20));
+        let e = Url::parse(&long).unwrap_err().to_string();
+        assert!(e.len() < 200, "{} bytes", e.len());
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         for s in [
             "",
@@ -203,6 +220,9 @@ mod tests {
             "http://[::1]x",
             "http://a b:1",
             "http://h:-1",
+            "tcp://::1:0",
+            "http://::1",
+            "ws://fe80::1:80/x",
         ] {
             assert!(matches!(Url::parse(s), Err(Error::BadUrl(_))), "{s:?}");
         }

@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 /// `WSS_RESULT_WRONG_KIND` (an HTTP or WebSocket connection: use their functions);
 /// `WSS_RESULT_LIMIT` when more than `max_send_buffer` bytes were already waiting (the
 /// connection is then closed: the peer does not read); `WSS_RESULT_NULL_PARAMETER` if
-/// `data` is NULL with `len` > 0.
+/// `data` is NULL with `len` > 0; `WSS_RESULT_INVALID_STATE` on a udp listener that has
+/// received no datagram yet (there is no sender to answer); `WSS_RESULT_WRONG_KIND` on a
+/// tcp listener.
 #[no_mangle]
 pub unsafe extern "C" fn wss_conn_send(
     mgr: *mut wss_mgr,
@@ -163,7 +165,9 @@ fn address_call(
 /// the last datagram.
 ///
 /// Returns: `WSS_RESULT_OK`; `WSS_RESULT_INSUFFICIENT_SIZE` when `cap` is too small, with
-/// the length needed (without the NUL) in `*len_out`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`.
+/// the length needed (without the NUL) in `*len_out`; `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`;
+/// `WSS_RESULT_INVALID_STATE` on a udp listener before its first datagram and on other
+/// listeners (they have no peer); `WSS_RESULT_NULL_PARAMETER`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_conn_peer(
     mgr: *mut wss_mgr,

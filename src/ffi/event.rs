@@ -114,7 +114,8 @@ pub struct wss_event {
     pub flags: u32,
     /// The connection, listener or timer the event is about.
     pub conn: wss_id,
-    /// The listener of an accepted connection, else 0.
+    /// The listener of an accepted connection, on every event of that connection; 0 for
+    /// clients, listeners and timers.
     pub parent: wss_id,
     /// Kind-specific number (see `wss_event_kind`).
     pub code: i32,

@@ -105,7 +105,7 @@ pub unsafe extern "C" fn wss_http_header(
         let r = call(mgr, |m| {
             got = Some(with_request(m, conn, |r| {
                 r.header(name).map(wss_str::of).ok_or_else(|| {
-                    Error::Missing(format!("no header {:?}", String::from_utf8_lossy(name)))
+                    Error::Missing(format!("no header {}", crate::error::excerpt(name)))
                 })
             })?);
             Ok(())
@@ -155,6 +155,11 @@ pub unsafe extern "C" fn wss_http_header_at(
 /// `Connection` as needed, the extra headers, then `len` bytes of `body` (omitted for
 /// HEAD requests; the length is still announced). The bytes are copied.
 ///
+/// The library frames the body: a `Transfer-Encoding` line in `extra_headers` is
+/// refused, and so is a `Content-Length` that is not `len` (except in replies to HEAD
+/// and in 304 replies, where it announces the length a GET would get, and never in
+/// 1xx or 204 replies, which have no body).
+///
 /// `extra_headers`: NULL or header lines "Name: value\r\n" (a final CRLF may be left
 /// out; LF alone is accepted). Each line is checked: a line that could split the reply
 /// (bad name, control characters, a bare CR) fails the call with
@@ -167,7 +172,8 @@ pub unsafe extern "C" fn wss_http_header_at(
 ///
 /// Returns: `WSS_RESULT_OK`; `WSS_RESULT_INVALID_STATE` when no request is waiting or a
 /// reply is under way; `WSS_RESULT_INVALID_ARGUMENT` (status outside 100-599 or 101,
-/// bad headers); `WSS_RESULT_NOT_FOUND`; `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
+/// bad headers, framing headers that contradict the body); `WSS_RESULT_NOT_FOUND`;
+/// `WSS_RESULT_CLOSED`; `WSS_RESULT_LIMIT`.
 ///
 /// Example:
 /// ```c
@@ -200,7 +206,8 @@ pub unsafe extern "C" fn wss_http_reply(
 
 /// Starts a reply whose body follows in pieces (`wss_http_chunk`): HTTP/1.1 clients get
 /// `Transfer-Encoding: chunked`; HTTP/1.0 clients get the body until the connection
-/// closes. Headers as for `wss_http_reply`.
+/// closes. Headers as for `wss_http_reply`, except that neither `Content-Length` nor
+/// `Transfer-Encoding` may be among them (WSS_RESULT_INVALID_ARGUMENT).
 /// Returns: as `wss_http_reply`.
 #[no_mangle]
 pub unsafe extern "C" fn wss_http_chunked_begin(

@@ -88,6 +88,10 @@ impl Status {
 pub struct Provided {
     /// `Content-Length` or `Transfer-Encoding` present.
     pub length: bool,
+    /// The value of `Content-Length`, when present (several must agree).
+    pub content_length: Option<u64>,
+    /// `Transfer-Encoding` present.
+    pub transfer_encoding: bool,
     /// `Date` present.
     pub date: bool,
     /// `Connection: close` present: the connection closes after this reply.
@@ -108,28 +112,34 @@ pub fn normalize_headers(extra: &[u8], out: &mut Vec<u8>) -> Result<Provided, St
         if line.is_empty() {
             continue;
         }
-        let colon = line.iter().position(|&b| b == b':').ok_or_else(|| {
-            format!(
-                "header line without ':': {:?}",
-                String::from_utf8_lossy(line)
-            )
-        })?;
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .ok_or_else(|| format!("header line without ':': {}", crate::error::excerpt(line)))?;
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.is_empty() || !name.iter().all(|&b| is_token_byte(b)) {
             return Err(format!(
-                "invalid header name: {:?}",
-                String::from_utf8_lossy(name)
+                "invalid header name: {}",
+                crate::error::excerpt(name)
             ));
         }
         if value.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
             return Err(format!(
-                "control character in header {:?}",
-                String::from_utf8_lossy(name)
+                "control character in header {}",
+                crate::error::excerpt(name)
             ));
         }
-        if name.eq_ignore_ascii_case(b"content-length")
-            || name.eq_ignore_ascii_case(b"transfer-encoding")
-        {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = parse_length(value).ok_or_else(|| {
+                format!("invalid Content-Length {}", crate::error::excerpt(value))
+            })?;
+            if provided.content_length.is_some_and(|m| m != n) {
+                return Err("two Content-Length headers that differ".into());
+            }
+            provided.content_length = Some(n);
+            provided.length = true;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            provided.transfer_encoding = true;
             provided.length = true;
         } else if name.eq_ignore_ascii_case(b"date") {
             provided.date = true;
@@ -145,6 +155,15 @@ pub fn normalize_headers(extra: &[u8], out: &mut Vec<u8>) -> Result<Provided, St
         out.extend_from_slice(b"\r\n");
     }
     Ok(provided)
+}
+
+/// A `Content-Length` value: decimal digits only (no sign, no spaces, no list), at most
+/// 19 of them so it fits a u64.
+fn parse_length(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// The last header block an application passed with a reply, normalised. A server

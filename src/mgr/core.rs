@@ -180,7 +180,9 @@ impl Core {
     }
 
     /// Queues an event for `conn`, counting it against the connection's queue limits.
-    pub fn push_for(&mut self, conn: &mut Conn, ev: Event) {
+    /// Every such event carries the connection's listener in `parent` (0 for clients).
+    pub fn push_for(&mut self, conn: &mut Conn, mut ev: Event) {
+        ev.parent = conn.parent;
         conn.queued_events += 1;
         conn.queued_bytes += ev.data.len();
         self.note_push();

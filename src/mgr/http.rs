@@ -6,7 +6,7 @@ use crate::conn::{Conn, Proto};
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, Payload};
 use crate::http::request::HeadLimits;
-use crate::http::response::{write_head, Framing, Status, Writer};
+use crate::http::response::{write_head, Framing, Provided, Status, Writer};
 use crate::http::server::{Feed, HttpConn, Reply};
 use std::fmt::Write as _;
 
@@ -111,11 +111,55 @@ struct ReplyPlan {
     keep_alive: bool,
 }
 
+/// The body a reply will have, for checking the application's framing headers.
+#[derive(Clone, Copy)]
+enum Body {
+    /// Exactly this many bytes (`wss_http_reply`, files).
+    Length(u64),
+    /// Pieces of unknown total (`wss_http_chunked_begin`): the library frames it.
+    Streamed,
+}
+
+/// Refuses `Content-Length` / `Transfer-Encoding` headers that would contradict the
+/// body the library sends: a peer would then read the wrong number of bytes as the
+/// reply, and the next reply as part of it (RFC 9110 §8.6, RFC 9112 §6).
+fn check_framing(provided: &Provided, status: Status, body: Body, head: bool) -> Result<()> {
+    let bad = |why: String| Err(Error::InvalidArgument(why));
+    if provided.transfer_encoding {
+        return bad(
+            "Transfer-Encoding in extra headers: the library frames bodies itself              (wss_http_chunked_begin streams one)"
+                .into(),
+        );
+    }
+    let Some(n) = provided.content_length else {
+        return Ok(());
+    };
+    if status.0 < 200 || status.0 == 204 {
+        return bad(format!(
+            "Content-Length in a {} reply, which has no body",
+            status.0
+        ));
+    }
+    match body {
+        Body::Streamed => bad(
+            "Content-Length with wss_http_chunked_begin, whose body is chunked:              use wss_http_reply for a body of known length"
+                .into(),
+        ),
+        // A HEAD or 304 reply announces the length a GET would have had.
+        Body::Length(_) if head || status == Status::NOT_MODIFIED => Ok(()),
+        Body::Length(len) if len != n => bad(format!(
+            "Content-Length: {n} in extra headers, but the body is {len} bytes"
+        )),
+        Body::Length(_) => Ok(()),
+    }
+}
+
 fn plan_reply(
     core: &mut Core,
     c: &mut Conn,
     status: u16,
     extra: &[u8],
+    body: Body,
     framing: impl FnOnce(bool) -> Framing,
 ) -> Result<ReplyPlan> {
     if !(100..=599).contains(&status) || status == 101 {
@@ -142,6 +186,12 @@ fn plan_reply(
             return Err(Error::InvalidArgument(e));
         }
     };
+    if provided.length {
+        if let Err(e) = check_framing(&provided, status, body, is_head_request) {
+            core.give_buf(head);
+            return Err(e);
+        }
+    }
     let mut framing = if status.forbids_body() || provided.length {
         Framing::None
     } else {
@@ -173,8 +223,9 @@ fn plan_reply(
 
 /// `wss_http_reply`: a whole reply with an automatic `Content-Length` and `Date`.
 pub fn reply(core: &mut Core, c: &mut Conn, status: u16, extra: &[u8], body: &[u8]) -> Result<()> {
-    let plan = plan_reply(core, c, status, extra, |_| {
-        Framing::Length(body.len() as u64)
+    let len = body.len() as u64;
+    let plan = plan_reply(core, c, status, extra, Body::Length(len), |_| {
+        Framing::Length(len)
     })?;
     let body = if plan.is_head_request || Status(status).forbids_body() {
         &[][..]
@@ -190,7 +241,7 @@ pub fn reply(core: &mut Core, c: &mut Conn, status: u16, extra: &[u8], body: &[u
 
 /// `wss_http_chunked_begin`: starts a reply whose body comes in pieces.
 pub fn chunked_begin(core: &mut Core, c: &mut Conn, status: u16, extra: &[u8]) -> Result<()> {
-    let plan = plan_reply(core, c, status, extra, |http10| {
+    let plan = plan_reply(core, c, status, extra, Body::Streamed, |http10| {
         if http10 {
             Framing::UntilClose
         } else {
@@ -364,13 +415,10 @@ pub fn serve(
             }
         }
     };
-    let opened = std::fs::File::open(&path).and_then(|f| {
-        let m = f.metadata()?;
-        Ok((f, m))
-    });
-    let (mut f, meta) = match opened {
-        Ok((f, m)) if m.is_file() => (f, m),
-        Ok(_) => return reply_status(core, c, Status::NOT_FOUND, &spec.extra_headers),
+    // Opened without blocking and type-checked on the descriptor: a FIFO (or a file
+    // swapped for one after `resolve` looked) gets 404, never a stalled poll thread.
+    let (mut f, meta) = match crate::files::open_regular(&path) {
+        Ok(opened) => opened,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return reply_status(core, c, Status::FORBIDDEN, &spec.extra_headers)
         }
@@ -421,7 +469,9 @@ pub fn serve(
         }
     }
     let len = p.len;
-    let plan = plan_reply(core, c, p.status.0, &headers, |_| Framing::Length(len))?;
+    let plan = plan_reply(core, c, p.status.0, &headers, Body::Length(len), |_| {
+        Framing::Length(len)
+    })?;
     let r = core.send(c, &[&plan.head]);
     core.give_buf(plan.head);
     r?;

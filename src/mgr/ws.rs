@@ -58,8 +58,15 @@ pub fn upgrade(core: &mut Core, c: &mut Conn, extra: &[u8], protocol: Option<&st
         ));
     }
     let mut extra_norm = Vec::new();
-    crate::http::response::normalize_headers(extra, &mut extra_norm)
+    let provided = crate::http::response::normalize_headers(extra, &mut extra_norm)
         .map_err(Error::InvalidArgument)?;
+    if provided.length {
+        return Err(Error::InvalidArgument(
+            "Content-Length or Transfer-Encoding in the extra headers of a 101 reply, \
+             which has no body"
+                .into(),
+        ));
+    }
     let headers: Vec<(&str, &[u8])> = req
         .headers
         .iter()
@@ -107,7 +114,8 @@ pub fn upgrade(core: &mut Core, c: &mut Conn, extra: &[u8], protocol: Option<&st
             if protocol.is_some() && rej.status == 400 && rej.reason.contains("protocol") {
                 // The application's choice is the problem, not the request: let it answer.
                 return Err(Error::InvalidArgument(format!(
-                    "subprotocol {protocol:?}: {}",
+                    "subprotocol {}: {}",
+                    crate::error::excerpt(protocol.unwrap_or_default().as_bytes()),
                     rej.reason
                 )));
             }

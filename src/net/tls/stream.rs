@@ -82,7 +82,10 @@ impl TlsStream {
             .and_then(|s| s.strip_suffix(']'))
             .unwrap_or(server_name);
         let name = ServerName::try_from(bare.to_owned()).map_err(|e| {
-            rustls::Error::General(format!("invalid server name {server_name:?}: {e}"))
+            rustls::Error::General(format!(
+                "invalid server name {}: {e}",
+                crate::error::excerpt(server_name.as_bytes())
+            ))
         })?;
         let conn = ClientConnection::new(Arc::clone(config), name)?;
         Ok(Self::new(conn.into()))
