@@ -136,7 +136,8 @@ local describe
 Conn.__index = function(c, k)
   local v = Conn[k]
   if v ~= nil then return v end
-  return rawget(c, "_ro")[k]
+  local ro = rawget(c, "_ro")
+  if ro then return ro[k] end
 end
 Conn.__newindex = function(c, k, v)
   if CONN_RO[k] then raise(str_format("'%s' of %s is read-only", k, describe(c))) end
@@ -145,7 +146,8 @@ end
 Timer.__index = function(t, k)
   local v = Timer[k]
   if v ~= nil then return v end
-  return rawget(t, "_ro")[k]
+  local ro = rawget(t, "_ro")
+  if ro then return ro[k] end
 end
 Timer.__newindex = function(t, k, v)
   if TIMER_RO[k] then raise(str_format("'%s' of timer %d is read-only", k, t._ro.id)) end
@@ -156,7 +158,7 @@ local function typeof(v)
   if type(v) == "table" then
     local mt = getmetatable(v)
     local name = mt and CLASS_NAMES[mt]
-    if name == "connection" and v._ro.kind == "listener" then return "listener" end
+    if name == "connection" and v.kind == "listener" then return "listener" end
     if name then return name end
   end
   return type(v)
