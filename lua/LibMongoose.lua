@@ -580,7 +580,10 @@ end
 ---------------------------------------------------------------------------------------
 -- Managers
 
---- Creates a manager. `opts`: { max_connections = n } and handler functions.
+local MGR_FIELDS = { max_connections = "u32", max_threadsafe_bytes = "u64" }
+
+--- Creates a manager. `opts`: { max_connections = n, max_threadsafe_bytes = n } and
+--- handler functions.
 function lm.new(opts)
   local o, handlers
   if opts ~= nil then
@@ -592,11 +595,10 @@ function lm.new(opts)
         end
         handlers = handlers or {}
         handlers[k] = v
-      elseif k == "max_connections" then
-        check_integer("new", "option 'max_connections'", v, 0, NO_TIMEOUT - 1, "non-negative integer")
-        o = ffi_new("wss_mgr_opts")
+      elseif MGR_FIELDS[k] then
+        o = o or ffi_new("wss_mgr_opts")
         o.struct_size = ffi_sizeof("wss_mgr_opts")
-        o.max_connections = v
+        set_field("new", o, k, MGR_FIELDS[k], v, nil)
       else
         raise(str_format("new: unknown option %s", show_key(k)))
       end

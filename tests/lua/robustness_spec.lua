@@ -290,6 +290,10 @@ describe("non-finite numbers", function()
       if x then x:close() end
     end }
     cases[#cases + 1] = { "new", "'max_connections'", function(v) local m = lm.new({ max_connections = v }); if m then m:close() end end }
+    cases[#cases + 1] = { "new", "'max_threadsafe_bytes'", function(v)
+      local m = lm.new({ max_threadsafe_bytes = v })
+      if m then m:close() end
+    end }
     cases[#cases + 1] = { "poll", "'ms'", function(v) mgr:timer(20); mgr:poll(v) end }
     cases[#cases + 1] = { "events", "'ms'", function(v) mgr:events(v) end }
     cases[#cases + 1] = { "run", "'ms'", function(v) mgr:timer(20, function() mgr:stop() end); mgr:run(v) end }
@@ -361,6 +365,30 @@ describe("non-finite numbers", function()
       end
     end
     assert.is_false(ws_server.closed)
+  end)
+end)
+
+describe("the queue of wakeups", function()
+  it("is bounded by max_threadsafe_bytes: LIMIT when full, everything accepted arrives", function()
+    local mgr = assert(lm.new({ max_threadsafe_bytes = 4096, max_connections = 10 }))
+    local got = {}
+    mgr:on("wakeup", function(id, data) got[#got + 1] = id end)
+    local data = string.rep("d", 100)
+    local accepted, ok, err, name = 0, true, nil, nil
+    for i = 1, 1000 do
+      ok, err, name = mgr:wakeup(i, data)
+      if not ok then break end
+      accepted = accepted + 1
+    end
+    assert.is_nil(ok)
+    assert.equal("LIMIT", name)
+    assert.matches("^LIMIT: ", err)
+    assert.is_true(accepted > 0 and accepted < 1000)
+    H.run_until(mgr, function() return #got == accepted end)
+    assert.equal(accepted, #got)
+    for i = 1, accepted do assert.equal(i, got[i]) end
+    assert.is_true(mgr:wakeup(1, data)) -- room again
+    mgr:close()
   end)
 end)
 
