@@ -32,7 +32,12 @@ local pairs, ipairs, pcall, xpcall = pairs, ipairs, pcall, xpcall
 local str_byte, str_char, str_format, str_gsub = string.byte, string.char, string.format, string.gsub
 local str_lower, str_sub, str_find, str_match, str_gmatch = string.lower, string.sub, string.find, string.match, string.gmatch
 local tconcat, traceback, floor, huge = table.concat, debug.traceback, math.floor, math.huge
-local io_open = io.open
+
+-- access(2), for lm.static: whether a path names something readable, without opening
+-- it (an open(2) of a FIFO blocks until a writer comes). Another module may have
+-- declared it already.
+pcall(ffi.cdef, "int access(const char *path, int mode);")
+local C_access, R_OK_ACCESS = ffi.C.access, 4
 
 local lm = {}
 
@@ -1425,7 +1430,7 @@ end
 function Manager:wakeup(id, data)
   local p = check_mgr(self, "wakeup")
   if id == nil then id = 0 end
-  check_integer("wakeup", "argument 'id'", id, 0, MAX_INT - 1, "non-negative integer")
+  check_integer("wakeup", "argument 'id'", id, 0, MAX_INT - 1, "integer in [0, 2^53)")
   if data == nil then data = "" end
   if type(data) ~= "string" then argerr("wakeup", "data", "string", data) end
   local r = C.wss_mgr_wakeup(p, id, data, #data)
@@ -1957,11 +1962,10 @@ function lm.static(root, opts)
     local rel = url_decode(req.path)
     -- Anything unusual is left to the library, which answers 403 for escapes.
     local unusual = str_find(rel, "%.%.", 1) or str_find(rel, "\\", 1, true) or str_find(rel, "%z")
-    if not unusual then
-      local f = io_open(root .. rel, "rb")
-      if not f then return nxt() end
-      f:close()
-    end
+    -- Whether the path exists is asked without opening it: an open of a FIFO would
+    -- block the polling thread. The library opens it non-blocking and answers 404 for
+    -- what is not a regular file (a FIFO, a device).
+    if not unusual and C_access(root .. rel, R_OK_ACCESS) ~= 0 then return nxt() end
     local o = {}
     if opts then for k, v in pairs(opts) do o[k] = v end end
     o.prefix = req.base_path ~= "" and req.base_path or nil
