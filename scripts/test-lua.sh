@@ -8,7 +8,7 @@
 #   busted     the busted specs under LuaJIT (tests/lua/*_spec.lua), real sockets on
 #              127.0.0.1; clients: the library's own, curl, openssl, luv, Python websockets
 #   valgrind   the same specs under valgrind: no error, no definite leak (ring's AES-GCM
-#              assembly false positives are suppressed: tests/lua/valgrind.supp); the
+#              assembly false positives are suppressed: scripts/valgrind-supp.sh); the
 #              CPU-time check is left out (valgrind inflates CPU time)
 #   browser    headless Chromium chats through examples/chat.lua
 #   docs       every public function has its heading in docs/lua-api.md
@@ -61,8 +61,9 @@ suite_busted() {
 }
 
 suite_valgrind() {
+  mkdir -p build && scripts/valgrind-supp.sh > build/valgrind-ring.supp || return 1
   valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
-    --suppressions=tests/lua/valgrind.supp \
+    --suppressions=build/valgrind-ring.supp \
     "${busted_cmd[@]}" --exclude-tags=browser,cpu tests/lua
 }
 

@@ -64,16 +64,8 @@ suite_c() {
     -addext subjectAltName=IP:127.0.0.1 -days 2 \
     -keyout "$out/robustness-key.pem" -out "$out/robustness-cert.pem" >/dev/null 2>&1 ||
     echo "openssl could not make the test certificate (robustness_test will fail its TLS cases)"
-  # ring's AES-GCM is assembly whose output memcheck cannot follow: decrypting looks like
-  # a branch on uninitialised data, and a sealed record written with sendmsg looks
-  # uninitialised (as tests/lua/valgrind.supp; memcheck matches a sendmsg parameter name
-  # exactly, msg_iov index included, hence one entry per index).
-  {
-    printf '{\n   ring-aead-open-cond\n   Memcheck:Cond\n   ...\n   fun:*ring*aead*\n   ...\n   fun:*rustls*decrypt*\n}\n'
-    for i in $(seq 0 63); do
-      printf '{\n   ring-aead-sealed-record-sendmsg-%s\n   Memcheck:Param\n   sendmsg(msg.msg_iov[%s])\n   ...\n   fun:*wsserver*net*tls*TlsStream*\n}\n' "$i" "$i"
-    done
-  } > "$out/valgrind-ring.supp"
+  # ring's AES-GCM false positives (see the script).
+  scripts/valgrind-supp.sh > "$out/valgrind-ring.supp"
   for t in api_test misuse_test robustness_test; do
     cc -std=c11 -Wall -Wextra -Werror -Wpedantic -g -Iinclude -o "$out/$t" "tests/c/$t.c" \
        -Lbuild -lwsserver -lpthread -Wl,-rpath,"$PWD/build" || return 1

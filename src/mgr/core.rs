@@ -254,9 +254,12 @@ impl Core {
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // The peer is gone: that is the connection's ERROR and CLOSE events,
+                    // and for the caller the connection is now closed (a documented
+                    // result), not an I/O failure of the call.
                     let msg = format!("write failed: {e}");
                     self.close_now(c, true, Some((crate::error::code::IO, msg)));
-                    return Err(Error::io("write", e));
+                    return Err(Error::Closed(c.id));
                 }
             }
         }

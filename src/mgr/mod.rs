@@ -1054,9 +1054,15 @@ impl Manager {
                 } else {
                     self.ws_send(conn, &data, opcode)
                 };
-                if let Err(e) = r {
+                let closed = matches!(
+                    self.entries.get(conn),
+                    Some(Entry::Conn(c)) if c.state == State::Closed
+                );
+                if let (Err(e), false) = (r, closed) {
                     // The sending thread got OK when it queued: its failure is an event
-                    // here, even for a connection that is gone by now.
+                    // here, even for an id that names nothing (any more). A connection
+                    // that is closed has its ERROR and CLOSE queued already, and CLOSE
+                    // stays its last event.
                     let mut ev = Event::new(EventKind::Error, conn)
                         .with_data(Payload::from(format!("thread-safe send: {e}")));
                     ev.code = crate::ffi::result::wss_result::from(&e) as i32;
