@@ -271,7 +271,11 @@ pub unsafe extern "C" fn wss_mgr_wakeup(
 /// Sends from any thread: a copy of `data` is handed to the polling thread, which
 /// sends it on `conn` as raw bytes (`opcode` 0, tcp connections) or as a WebSocket
 /// message (`WSS_OP_TEXT`, `WSS_OP_BINARY`). Failures that concern the connection
-/// (it is gone, its buffer is full) surface as `WSS_EV_ERROR` events, not results.
+/// surface as events, not results: a send that finds the connection closing or closed
+/// adds nothing (its `WSS_EV_CLOSE`, always its last event, tells); one to an id that
+/// names nothing (any more) gives a `WSS_EV_ERROR` under that id, code
+/// `WSS_RESULT_NOT_FOUND`; other failures (text that is not UTF-8, a full send buffer)
+/// a `WSS_EV_ERROR` on the connection.
 ///
 /// THREAD-SAFE, like `wss_mgr_wakeup`, and bounded by the same queue.
 ///
