@@ -22,7 +22,7 @@ mkdir -p build/asan
 cp -f "$lib" build/asan/libwsserver.so.tmp && mv -f build/asan/libwsserver.so.tmp build/asan/libwsserver.so
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:exitcode=23"
 pass=0; fail=0
-for t in api_test misuse_test; do
+for t in api_test misuse_test robustness_test; do
   cc -std=c11 -g -Iinclude -o "build/asan/$t" "tests/c/$t.c" -Lbuild/asan -lwsserver -lpthread \
      -Wl,--allow-shlib-undefined -Wl,-rpath,"$PWD/build/asan"
   if LD_PRELOAD="$rt" "build/asan/$t"; then pass=$((pass+1)); else fail=$((fail+1)); echo "asan: C $t failed"; fi
