@@ -4,7 +4,7 @@
 #   make demo       all of the above, then the chat demo (examples/chat.lua) on 127.0.0.1:8000
 #   make test       every test suite (installs what it needs first)
 #   make bench      the benchmark beside peers (scripts/bench.sh; BENCH_ARGS=--quick)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (the library, header, pkg-config file, Lua modules)
 #   make header     regenerate include/wsserver.h and lua/wsserver_cdefs.lua after changing src/ffi/
 
 PREFIX     ?= /usr/local
@@ -61,12 +61,16 @@ install: all
 	install -m 644 $(RELEASE)/libwsserver.a $(DESTDIR)$(LIBDIR)/libwsserver.a
 	install -m 644 include/wsserver.h $(DESTDIR)$(INCLUDEDIR)/wsserver.h
 	install -m 644 lua/*.lua $(DESTDIR)$(LUADIR)/
+	install -d $(DESTDIR)$(LUADIR)/LibMongoose
+	install -m 644 lua/LibMongoose/*.lua $(DESTDIR)$(LUADIR)/LibMongoose/
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
 	    -e 's|@VERSION@|$(VERSION)|' wsserver.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/wsserver.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libwsserver.so* $(DESTDIR)$(LIBDIR)/libwsserver.a \
 	      $(DESTDIR)$(INCLUDEDIR)/wsserver.h $(DESTDIR)$(LIBDIR)/pkgconfig/wsserver.pc
+	rm -f $(addprefix $(DESTDIR)$(LUADIR)/,$(notdir $(wildcard lua/*.lua)))
+	rm -rf $(DESTDIR)$(LUADIR)/LibMongoose
 
 clean:
 	$(CARGO) clean

@@ -37,6 +37,15 @@ build = {
     lua = {
       ["mongoose"] = "lua/mongoose.lua",
       ["LibMongoose"] = "lua/LibMongoose.lua",
+      ["LibMongoose.base"] = "lua/LibMongoose/base.lua",
+      ["LibMongoose.options"] = "lua/LibMongoose/options.lua",
+      ["LibMongoose.util"] = "lua/LibMongoose/util.lua",
+      ["LibMongoose.event"] = "lua/LibMongoose/event.lua",
+      ["LibMongoose.core"] = "lua/LibMongoose/core.lua",
+      ["LibMongoose.http"] = "lua/LibMongoose/http.lua",
+      ["LibMongoose.ws"] = "lua/LibMongoose/ws.lua",
+      ["LibMongoose.router"] = "lua/LibMongoose/router.lua",
+      ["LibMongoose.luv"] = "lua/LibMongoose/luv.lua",
       ["wsserver_cdefs"] = "lua/wsserver_cdefs.lua",
     },
     lib = {

@@ -1,11 +1,18 @@
 --- mongoose.lua: the thin LuaJIT binding of libwsserver.
 --
 -- Returns a table:
---   bindings  the ffi.load()ed library: raw C functions, no checks (C.wss_mgr_new(...))
---   events    event kind number -> name ("HTTP_MSG") and name -> number, from the header's enum
---   results   result number -> name ("NOT_FOUND") and name -> number
---   cdefs     the C declarations, generated from the same source as include/wsserver.h
---   path      where the library was loaded from
+--   bindings    the ffi.load()ed library: raw C functions, no checks (C.wss_mgr_new(...))
+--   events      event kind number -> name ("HTTP_MSG") and name -> number, from the header's enum
+--   results     result number -> name ("NOT_FOUND") and name -> number
+--   flags       event flag bit -> name ("BINARY") and name -> bit
+--   opcodes     WebSocket opcode number -> name ("PING") and name -> number
+--   NO_TIMEOUT  WSS_NO_TIMEOUT, the timeout option value that turns a timeout off
+--   cdefs       the C declarations, generated from the same source as include/wsserver.h
+--   path        where the library was loaded from
+--
+-- This module is the one owner of the ABI's numbers on the Lua side: every table above
+-- is read from the generated declarations when the module loads, none is written by
+-- hand, and LibMongoose takes its numbers from here.
 --
 -- The library is looked up, in order: $WSSERVER_LIB; next to this file; the project's
 -- build output (../build, ../target/release); an installed tree (`make install`, a
@@ -66,16 +73,20 @@ end
 
 local bindings, path = load_library()
 
---- Parses `enum NAME { PREFIX_X = n, ... }` from the declarations into a two-way table.
+--- The constants of `enum NAME { PREFIX_X = n, ... }` as a two-way table (number -> "X",
+--- "X" -> number). The FFI cannot list an enum's members, so their names come from the
+--- declarations' text; each value is the FFI's own reading of the constant
+--- (bindings.WSS_FLAG_TEXT: the clib namespace resolves ffi.cdef'd constants).
 local function enum_table(enum_name, prefix)
   local body = cdefs:match("enum " .. enum_name .. "%s*{(.-)}")
   assert(body, "mongoose.lua: enum " .. enum_name .. " not found in the declarations")
   local t = {}
-  for name, value in body:gmatch(prefix .. "([%w_]+)%s*=%s*(%d+)") do
-    local n = tonumber(value)
+  for name in body:gmatch(prefix .. "([%w_]+)%s*=") do
+    local n = bindings[prefix .. name]
     t[n] = name
     t[name] = n
   end
+  assert(next(t), "mongoose.lua: enum " .. enum_name .. " has no " .. prefix .. " constant")
   return t
 end
 
@@ -83,6 +94,9 @@ return {
   bindings = bindings,
   events = enum_table("wss_event_kind", "WSS_EV_"),
   results = enum_table("wss_result", "WSS_RESULT_"),
+  flags = enum_table("wss_flag", "WSS_FLAG_"),
+  opcodes = enum_table("wss_opcode", "WSS_OP_"),
+  NO_TIMEOUT = bindings.WSS_NO_TIMEOUT,
   cdefs = cdefs,
   path = path,
 }

@@ -107,6 +107,12 @@ suite_install() {
   local n=0 f=0
   [ "$body" = "Hello, world!" ] && n=$((n+1)) || { f=$((f+1)); echo "installed hello answered: $body"; }
   [ -f "$prefix/share/lua/5.1/wsserver_cdefs.lua" ] && n=$((n+1)) || { f=$((f+1)); echo "Lua modules not installed"; }
+  # LibMongoose (the package directory too) from the installed tree alone, with the installed library
+  local lua_out
+  lua_out=$(cd / && env -u WSSERVER_LIB LUA_PATH="$prefix/share/lua/5.1/?.lua" \
+    luajit -e 'local lm = require("LibMongoose"); assert(lm.new()):close(); io.write(require("mongoose").path)' 2>&1)
+  [ "$lua_out" = "$prefix/share/lua/5.1/../../../lib/libwsserver.so" ] && n=$((n+1)) ||
+    { f=$((f+1)); echo "installed LibMongoose: $lua_out"; }
   [ -f "$prefix/include/wsserver.h" ] && n=$((n+1)) || f=$((f+1))
   rm -rf "$prefix"
   echo "install: $n passed, $f failed"

@@ -34,6 +34,24 @@ describe("mongoose.lua", function()
     end
   end)
 
+  it("reads flags, opcodes and WSS_NO_TIMEOUT from the declarations, as the header has them", function()
+    for _, e in ipairs({ { "wss_flag", "WSS_FLAG_", "flags" }, { "wss_opcode", "WSS_OP_", "opcodes" } }) do
+      local enum, prefix, field = e[1], e[2], e[3]
+      local n = 0
+      for name, value in header:match("enum " .. enum .. ".-{(.-)}"):gmatch(prefix .. "([%w_]+) = (%d+)") do
+        value = tonumber(value)
+        assert.equal(name, mg[field][value])
+        assert.equal(value, mg[field][name])
+        n = n + 1
+      end
+      assert.is_true(n >= 5)
+    end
+    assert.equal(2, mg.flags.BINARY)
+    assert.equal(9, mg.opcodes.PING)
+    assert.equal("UINT32_MAX", header:match("#define WSS_NO_TIMEOUT ([%w_]+)"))
+    assert.equal(0xFFFFFFFF, mg.NO_TIMEOUT)
+  end)
+
   it("declares exactly the header's functions (the cdefs are generated, not hand-kept)", function()
     local function names(text)
       local t = {}

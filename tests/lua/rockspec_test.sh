@@ -17,6 +17,8 @@ else
   f=$((f+1)); cat "$tree/make.log"
 fi
 check test -f "$tree/share/lua/5.1/LibMongoose.lua"
+# every module of the LibMongoose package (the rockspec lists each one by hand)
+for m in lua/LibMongoose/*.lua; do check test -f "$tree/share/lua/5.1/LibMongoose/${m##*/}"; done
 check test -f "$tree/share/lua/5.1/mongoose.lua"
 check test -f "$tree/share/lua/5.1/wsserver_cdefs.lua"
 check test -f "$tree/lib/lua/5.1/libwsserver.so"
