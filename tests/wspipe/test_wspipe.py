@@ -1,6 +1,6 @@
-"""End-to-end tests of build/examples/wspipe, driven as a user drives gwsocket.
+"""End-to-end tests of build/wspipe, driven as a user drives gwsocket.
 
-    python tests/wspipe/test_wspipe.py [--bin build/examples/wspipe] [-k SUBSTRING]
+    python tests/wspipe/test_wspipe.py [--bin build/wspipe] [-k SUBSTRING]
 
 Each test starts the program with its command line (always --addr=127.0.0.1 and a free
 port, FIFOs in a temporary directory), writes to its pipes (or stdin) from here, reads
@@ -28,7 +28,7 @@ import traceback
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-BIN = "build/examples/wspipe"
+BIN = "build/wspipe"
 WRAP = []  # a command the program runs under (valgrind)
 SLOW = 1.0  # timeouts are multiplied by this (valgrind is slower)
 PIPE_BUF = 4096

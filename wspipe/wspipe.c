@@ -1,6 +1,6 @@
 /* wspipe: a gwsocket-compatible WebSocket pipe server, written over the public C API.
  *
- *   build/examples/wspipe [-p PORT] [--addr=ADDR] [--pipein=FIFO] [--pipeout=FIFO]
+ *   build/wspipe [-p PORT] [--addr=ADDR] [--pipein=FIFO] [--pipeout=FIFO]
  *                         [--std | --stdin | --stdout] [--strict] [--echo-mode]
  *                         [--max-frame-size=BYTES] [--origin=ORIGIN]
  *                         [--access-log=FILE] [--ssl-cert=CERT --ssl-key=KEY]
