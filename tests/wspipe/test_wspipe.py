@@ -323,7 +323,8 @@ async def cli_bad_options_exit_2_with_usage():
 @test
 async def cli_short_and_long_port_forms():
     # -p PORT, -pPORT and --port PORT as getopt_long takes them (gwsocket parses the same way).
-    # Also the examples' common form, the port first, which listens on 127.0.0.1.
+    # Also the form the project's example programs take, the port first, which listens on
+    # 127.0.0.1.
     for form in (lambda p: ["--addr=127.0.0.1", "-p", str(p)], lambda p: ["--addr=127.0.0.1", f"-p{p}"],
                  lambda p: ["--addr=127.0.0.1", "--port", str(p)], lambda p: [str(p)]):
         d = tempfile.mkdtemp(prefix="wspipe-test-")
