@@ -12,7 +12,8 @@
 # suite may still be running (scripts/test-leftovers.sh lists and ends those that are).
 #
 #   scripts/test.sh                 every suite
-#   scripts/test.sh interop wspipe  only these (the leftovers check always runs last)
+#   scripts/test.sh build wspipe    only these, in this order (the leftovers check always
+#                                   runs last; wspipe, c, symbols expect a build)
 #
 # Each suite prints a count line ("N passed, M failed" or cargo's "test result:");
 # the script ends with one line per suite and exits non-zero if any failed.
@@ -79,8 +80,17 @@ suite_c() {
 }
 
 suite_install() {
-  local prefix
+  # The temporary prefix goes on every path out, also the early failures.
+  local prefix rc
   prefix=$(mktemp -d)
+  install_check "$prefix"
+  rc=$?
+  rm -rf "$prefix"
+  return $rc
+}
+
+install_check() { # PREFIX
+  local prefix=$1
   make --no-print-directory install PREFIX="$prefix" >/dev/null || return 1
   local cflags libs
   cflags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags wsserver) || return 1
@@ -103,7 +113,6 @@ suite_install() {
   [ "$body" = "Hello, world!" ] && n=$((n+1)) || { f=$((f+1)); echo "installed hello answered: $body"; }
   [ -f "$prefix/share/lua/5.1/wsserver_cdefs.lua" ] && n=$((n+1)) || { f=$((f+1)); echo "Lua modules not installed"; }
   [ -f "$prefix/include/wsserver.h" ] && n=$((n+1)) || f=$((f+1))
-  rm -rf "$prefix"
   echo "install: $n passed, $f failed"
   [ "$f" = 0 ]
 }
