@@ -1,6 +1,8 @@
 # libwsserver — build, test, install.
 #
-#   make            the release library, the header, and every C example (build/examples/)
+#   make            the release library, the header, every C example (build/examples/)
+#                   and wspipe, the gwsocket-compatible pipe server (build/wspipe)
+#   make wspipe     build/wspipe alone (and the library it links)
 #   make demo       all of the above, then the chat demo (examples/chat.lua) on 127.0.0.1:8000
 #   make test       every test suite (installs what it needs first)
 #   make bench      the benchmark beside peers (scripts/bench.sh; BENCH_ARGS=--quick)
@@ -22,11 +24,13 @@ RELEASE    := target/release
 LIB        := $(RELEASE)/libwsserver.so
 EXAMPLES_C := $(wildcard examples/*.c)
 EXAMPLES   := $(patsubst examples/%.c,build/examples/%,$(EXAMPLES_C))
+WSPIPE_SRC := $(wildcard wspipe/*.c)
+WSPIPE_HDR := $(wildcard wspipe/*.h)
 VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-.PHONY: all lib deps demo test bench header install uninstall clean
+.PHONY: all lib deps wspipe demo test bench header install uninstall clean
 
-all: lib $(EXAMPLES)
+all: lib $(EXAMPLES) build/wspipe
 
 deps:
 	@scripts/deps.sh
@@ -39,6 +43,14 @@ lib: deps
 build/examples/%: examples/%.c include/wsserver.h lib
 	@mkdir -p build/examples
 	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $< -Lbuild -lwsserver -Wl,-rpath,'$$ORIGIN/..'
+
+# wspipe is an application, not an example: its own folder, its own binary. Like any
+# program outside this repository it sees nothing but include/wsserver.h; it sits next to
+# the library (build/libwsserver.so), hence the rpath $ORIGIN.
+wspipe: build/wspipe
+
+build/wspipe: $(WSPIPE_SRC) $(WSPIPE_HDR) include/wsserver.h lib
+	$(CC) $(CFLAGS) $(WARN) -Iinclude -o $@ $(WSPIPE_SRC) -Lbuild -lwsserver -Wl,-rpath,'$$ORIGIN'
 
 demo: all
 	@echo "chat demo: open http://127.0.0.1:$(DEMO_PORT)/ in a browser"

@@ -23,6 +23,7 @@ rm -rf "$OUT"; mkdir -p "$OUT"
 build/examples/ws_echo 0 >"$OUT/server.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null' EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM # so that the server is stopped
 port=""
 for _ in $(seq 50); do
   port=$(grep -o '[0-9]*$' "$OUT/server.log" 2>/dev/null | head -1)

@@ -2,18 +2,21 @@
 # Runs the C examples as a user would (built by `make`): http_hello over http:// and
 # https:// (a certificate made here with openssl), static_server on a directory, ws_echo
 # over wss:// (its plain ws:// service is covered by Autobahn and the interop suite).
-# Prints "examples: N passed, M failed".
+# Prints "examples: N passed, M failed". Every server it starts is stopped when it exits,
+# also on a failed check, an interrupt or SIGTERM; every client has a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$tmp"; }
 trap cleanup EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM # so that cleanup runs
 pass=0; fail=0
 check() { # NAME CONDITION-EXIT-STATUS
   if [ "$2" = 0 ]; then pass=$((pass+1)); echo "ok   $1"; else fail=$((fail+1)); echo "FAIL $1"; fi
 }
-run() { # NAME PROGRAM ARGS... ; sets $port from the program's first line
+run() { # NAME PROGRAM ARGS... ; sets $port from the program's first line. Not to be
+  # called in $(...): the pid must reach this shell's $pids, or cleanup cannot stop it.
   local name=$1; shift; "$@" >"$tmp/$name.log" 2>&1 & pids+=($!); port="";
   for _ in $(seq 100); do port=$(grep -o ':[0-9]*$' "$tmp/$name.log" 2>/dev/null | head -1 | tr -d :); [ -n "$port" ] && return 0; sleep 0.05; done
   echo "$name did not start:"; cat "$tmp/$name.log"; return 1; }
@@ -30,7 +33,7 @@ out=$(curl -s -v --max-time 5 --cacert "$tmp/cert.pem" "https://localhost:$port/
 [ "$(grep -c 'Hello, world!' <<<"$out")" = 2 ]; check "http_hello --tls over https://, two requests" $?
 grep -q "Re-using existing connection" <<<"$out"; check "http_hello --tls keeps the connection alive" $?
 
-build/examples/http_hello 0 --tls 2>/dev/null; [ $? = 2 ]; check "http_hello with a bad command line exits 2" $?
+timeout 10 build/examples/http_hello 0 --tls 2>/dev/null; [ $? = 2 ]; check "http_hello with a bad command line exits 2" $?
 
 mkdir -p "$tmp/www/sub"; echo "<p>home</p>" >"$tmp/www/index.html"; echo "deep" >"$tmp/www/sub/f.txt"
 echo "secret" >"$tmp/secret.txt"
@@ -44,7 +47,7 @@ run echo_tls build/examples/ws_echo 0 --tls "$tmp/cert.pem" "$tmp/key.pem"
 py=$(command -v python3)
 [ -x build/venv/bin/python ] && py=build/venv/bin/python
 if "$py" -c 'import websockets' 2>/dev/null; then
-  "$py" - "$port" "$tmp/cert.pem" <<'PY'
+  timeout 60 "$py" - "$port" "$tmp/cert.pem" <<'PY'
 import asyncio, ssl, sys
 import websockets
 async def main():

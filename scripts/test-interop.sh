@@ -13,6 +13,7 @@
 #    tests/ws_api.rs, ignored unless WSS_PYTHON is set), deflate on and off.
 #
 # Prints "N passed, M failed" (the sum over all parts) and exits non-zero on any failure.
+# Every ws_echo it starts is stopped when it exits, also after a failure or a signal.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -30,6 +31,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'exit 129' HUP; trap 'exit 130' INT; trap 'exit 143' TERM # so that cleanup runs
 
 count() { # count OUTPUT-FILE: adds its "N passed, M failed" line to the totals
   local line
@@ -64,24 +66,27 @@ if ! "$PY" -c 'import websockets.asyncio.client' 2>/dev/null; then
 fi
 "$PY" -c 'import websockets, sys; print("websockets", websockets.__version__, "on Python", sys.version.split()[0])'
 
-start_echo() { # start_echo OUT-FILE ARGS...: starts ws_echo on port 0, prints its port
+# start_echo OUT-FILE ARGS...: starts ws_echo on port 0 and sets $port to its port.
+# Called as a plain command, never in $(...): in a command substitution the pid would
+# be recorded in a subshell's copy of $pids, out of reach of cleanup (the server
+# outlived the script), and fail_setup would end only that subshell.
+start_echo() {
   local out=$1; shift
   "$ECHO" 0 "$@" >"$out" 2>&1 &
   pids+=($!)
-  local port=""
+  port=""
   for _ in $(seq 100); do
     port=$(sed -n 's/^ws_echo listening on wss\{0,1\}:\/\/127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out" | head -1)
     [ -n "$port" ] && break
     sleep 0.05
   done
   [ -n "$port" ] || { cat "$out"; fail_setup "ws_echo did not start"; }
-  echo "$port"
 }
 
 t0=$SECONDS
 echo
 echo "=== Python websockets client -> ws_echo (ws://)"
-port=$(start_echo "$tmp/echo.out")
+start_echo "$tmp/echo.out"
 timeout 150 "$PY" tests/py/interop_client.py "ws://127.0.0.1:$port" --suite full | tee "$tmp/ws.out"
 count "$tmp/ws.out"
 
@@ -90,12 +95,15 @@ echo "=== Python websockets client -> ws_echo --tls (wss://)"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
   -keyout "$tmp/key.pem" -out "$tmp/cert.pem" 2>"$tmp/openssl.log" || { cat "$tmp/openssl.log"; fail_setup "openssl req"; }
-tport=$(start_echo "$tmp/echo-tls.out" --tls "$tmp/cert.pem" "$tmp/key.pem")
-timeout 150 "$PY" tests/py/interop_client.py "wss://127.0.0.1:$tport" --suite tls --cafile "$tmp/cert.pem" | tee "$tmp/wss.out"
+start_echo "$tmp/echo-tls.out" --tls "$tmp/cert.pem" "$tmp/key.pem"
+timeout 150 "$PY" tests/py/interop_client.py "wss://127.0.0.1:$port" --suite tls --cafile "$tmp/cert.pem" | tee "$tmp/wss.out"
 count "$tmp/wss.out"
 
 echo
 echo "=== the library's client -> Python websockets server (cargo test --test ws_api -- --ignored python)"
+# Built first, without a time limit: on a busy machine compiling the test can take
+# longer than the limit, which is for the test (the timeout ended cargo mid-build).
+cargo test --locked --test ws_api --no-run 2>&1 | tail -3
 WSS_PYTHON="$ROOT/$PY" timeout 300 cargo test --locked --test ws_api -- --ignored python 2>&1 | tee "$tmp/rust.out"
 line=$(grep -E '^test result:' "$tmp/rust.out" | tail -1)
 if [ -n "$line" ]; then

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# End-to-end tests of build/examples/wspipe, the gwsocket-compatible pipe server.
+# End-to-end tests of build/wspipe, the gwsocket-compatible pipe server.
 #
 #   scripts/test-wspipe.sh            build, then run tests/wspipe/test_wspipe.py
 #   WSPIPE_SKIP_BUILD=1 scripts/test-wspipe.sh     use the binary already built
 #   WSPIPE_VALGRIND=1 scripts/test-wspipe.sh       also run the program under valgrind
 #                                                  (memcheck) for the functional tests
 #
-# 1. Builds the library and the examples (make all).
+# 1. Builds the library, the examples and build/wspipe (make all).
 # 2. Sets up a virtual environment in build/wspipe-venv with `websockets` from PyPI.
 # 3. Runs the tests: the program is started as a user starts gwsocket, the tests write
 #    to its pipes and stdin, read its output pipe and stdout, and connect real WebSocket
@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 VENV=build/wspipe-venv
 PY=$VENV/bin/python
-BIN=build/examples/wspipe
+BIN=build/wspipe
 
 fail_setup() {
   echo "setup failed: $*"

@@ -7,14 +7,24 @@
 # wss://, the library's client against a Python server), examples (the C examples as a
 # user runs them, https:// and wss:// included), wspipe (the gwsocket-compatible pipe
 # server, also under valgrind), lua (busted, under valgrind, headless Chromium, docs
-# coverage, rockspec), autobahn (when ../shared/autobahn exists), soak (60 s), asan (C
-# test and busted against an AddressSanitizer build), fuzz (every target for FUZZ_SECS,
-# default 30).
+# coverage, rockspec), autobahn (when ../shared/autobahn exists), soak (60 s), asan (the
+# C tests and busted against an AddressSanitizer build), fuzz (every target for
+# FUZZ_SECS, default 30); then leftovers: no process started by any suite may still be
+# running (scripts/test-leftovers.sh lists and ends those that are).
+#
+#   scripts/test.sh                 every suite
+#   scripts/test.sh build wspipe    only these, in this order (the leftovers check always
+#                                   runs last; wspipe, c, symbols expect a build)
+#
 # Each suite prints a count line ("N passed, M failed" or cargo's "test result:");
 # the script ends with one line per suite and exits non-zero if any failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
+
+# Every process a suite starts inherits this marker (and the suite's name), so the
+# leftovers check can find it even after it has been re-parented.
+export WSS_TEST_RUN="wss-test-$(date +%s)-$$-$RANDOM"
 
 results=()
 status=0
@@ -22,6 +32,7 @@ run() { # run NAME COMMAND...
   local name="$1"; shift
   echo
   echo "=== $name"
+  export WSS_TEST_SUITE="$name"
   local t0=$SECONDS
   if "$@"; then
     results+=("ok    $name ($((SECONDS - t0)) s)")
@@ -84,8 +95,17 @@ suite_c() {
 }
 
 suite_install() {
-  local prefix
+  # The temporary prefix goes on every path out, also the early failures.
+  local prefix rc
   prefix=$(mktemp -d)
+  install_check "$prefix"
+  rc=$?
+  rm -rf "$prefix"
+  return $rc
+}
+
+install_check() { # PREFIX
+  local prefix=$1
   make --no-print-directory install PREFIX="$prefix" >/dev/null || return 1
   local cflags libs
   cflags=$(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags wsserver) || return 1
@@ -114,7 +134,6 @@ suite_install() {
   [ "$lua_out" = "$prefix/share/lua/5.1/../../../lib/libwsserver.so" ] && n=$((n+1)) ||
     { f=$((f+1)); echo "installed LibMongoose: $lua_out"; }
   [ -f "$prefix/include/wsserver.h" ] && n=$((n+1)) || f=$((f+1))
-  rm -rf "$prefix"
   echo "install: $n passed, $f failed"
   [ "$f" = 0 ]
 }
@@ -123,20 +142,30 @@ suite_soak() {
   SOAK_SECS="${SOAK_SECS:-60}" cargo test --locked --release --test soak -- --ignored --nocapture
 }
 
-run lint suite_lint
-run rust suite_rust
-run build suite_build
-run symbols suite_symbols
-run c suite_c
-run install suite_install
-run interop scripts/test-interop.sh
-run examples scripts/test-examples.sh
-run wspipe env WSPIPE_SKIP_BUILD=1 WSPIPE_VALGRIND=1 scripts/test-wspipe.sh
-run lua scripts/test-lua.sh
-run autobahn scripts/autobahn.sh
-run soak suite_soak
-run asan scripts/asan.sh
-run fuzz scripts/fuzz.sh "${FUZZ_SECS:-30}"
+suite_interop() { scripts/test-interop.sh; }
+suite_examples() { scripts/test-examples.sh; }
+suite_wspipe() { WSPIPE_SKIP_BUILD=1 WSPIPE_VALGRIND=1 scripts/test-wspipe.sh; }
+suite_lua() { scripts/test-lua.sh; }
+suite_autobahn() { scripts/autobahn.sh; }
+suite_asan() { scripts/asan.sh; }
+suite_fuzz() { scripts/fuzz.sh "${FUZZ_SECS:-30}"; }
+
+suite_leftovers() {
+  # Without the marker in its own environment, or it would count itself.
+  env -u WSS_TEST_RUN -u WSS_TEST_SUITE scripts/test-leftovers.sh "$WSS_TEST_RUN"
+}
+
+all_suites=(lint rust build symbols c install interop examples wspipe lua autobahn soak asan fuzz)
+suites=("$@")
+[ ${#suites[@]} -eq 0 ] && suites=("${all_suites[@]}")
+for s in "${suites[@]}"; do
+  if ! declare -F "suite_$s" >/dev/null || [ "$s" = leftovers ]; then
+    echo "unknown suite: $s (suites: ${all_suites[*]})"
+    exit 2
+  fi
+done
+for s in "${suites[@]}"; do run "$s" "suite_$s"; done
+run leftovers suite_leftovers
 
 echo
 echo "=== summary"

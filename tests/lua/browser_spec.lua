@@ -21,6 +21,11 @@ describe("browser #browser", function()
     assert(chromium, "chromium is not installed (apt-get install chromium)")
     local mgr = assert(lm.new())
     local server = H.spawn(string.format("luajit %s/examples/chat.lua 0", H.root))
+    local browser
+    finally(function() -- also when an assertion below fails: nothing left running
+      if browser then browser:kill() end
+      server:kill()
+    end)
     local port
     H.run_until(mgr, function()
       port = tonumber(server:output():match("listening on http://127%.0%.0%.1:(%d+)"))
@@ -40,7 +45,7 @@ describe("browser #browser", function()
     local word = "hello-" .. lm.hex(lm.md5(tostring(os.time()) .. tostring(H.now()))):sub(1, 12)
     local profile = H.tmpdir() .. "/chromium-profile"
     local url = string.format("http://127.0.0.1:%d/?name=robot&say=%s", port, word)
-    local browser = H.spawn(string.format(
+    browser = H.spawn(string.format(
       "timeout 60 %s --headless --no-sandbox --disable-gpu --disable-quic --no-first-run " ..
       "--disable-background-networking --disable-component-update --disable-sync --disable-extensions " ..
       "--user-data-dir=%s --virtual-time-budget=5000 --dump-dom %s",

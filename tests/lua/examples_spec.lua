@@ -12,6 +12,7 @@ local function start(mgr, name, args)
     url = p:output():match("listening on (%S+)")
     return url or p:done()
   end, 10000)
+  if not url then p:kill() end -- not in the caller's procs yet: stop it here
   assert(url, name .. " did not start: " .. (p.err or H.read_file(p.base .. ".err") or ""))
   return p, url, tonumber(url:match(":(%d+)$"))
 end

@@ -1,12 +1,17 @@
-"""End-to-end tests of build/examples/wspipe, driven as a user drives gwsocket.
+"""End-to-end tests of build/wspipe, driven as a user drives gwsocket.
 
-    python tests/wspipe/test_wspipe.py [--bin build/examples/wspipe] [-k SUBSTRING]
+    python tests/wspipe/test_wspipe.py [--bin build/wspipe] [-k SUBSTRING]
 
 Each test starts the program with its command line (always --addr=127.0.0.1 and a free
 port, FIFOs in a temporary directory), writes to its pipes (or stdin) from here, reads
 its output pipe (or stdout), and connects real WebSocket clients (Python `websockets`).
 Prints one line per test ("ok ..." / "FAIL ...") and a last line "N passed, M failed";
 exits 1 if any failed. Run by scripts/test-wspipe.sh.
+
+No test may leave a process behind: every program a test starts goes through spawn(),
+and one still running when its test ends is killed and fails that test (whatever the
+test itself found). SIGTERM (scripts/test-wspipe.sh's timeout) ends the run the same
+way, with nothing left running.
 """
 
 import argparse
@@ -14,6 +19,7 @@ import asyncio
 import errno
 import os
 import re
+import select
 import signal
 import socket
 import ssl
@@ -28,13 +34,14 @@ import traceback
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-BIN = "build/examples/wspipe"
+BIN = "build/wspipe"
 WRAP = []  # a command the program runs under (valgrind)
 SLOW = 1.0  # timeouts are multiplied by this (valgrind is slower)
 PIPE_BUF = 4096
 ADDR_PAD = 46  # gwsocket's INET6_ADDRSTRLEN
 
 TESTS = []
+LIVE = []  # every process spawn() started and reap() has not seen end yet
 
 
 def test(fn=None, timing=False):
@@ -53,6 +60,25 @@ class Failure(Exception):
 def check(cond, msg):
     if not cond:
         raise Failure(msg)
+
+
+def spawn(argv, **kwargs):
+    """subprocess.Popen, recorded so that reap() can find what a test left running."""
+    proc = subprocess.Popen(argv, **kwargs)
+    LIVE.append(proc)
+    return proc
+
+
+def reap():
+    """Kills every spawned process still running; returns their command lines."""
+    left = []
+    for proc in LIVE:
+        if proc.poll() is None:
+            left.append(" ".join(map(str, proc.args)))
+            proc.kill()
+            proc.wait()
+    LIVE.clear()
+    return left
 
 
 def free_port():
@@ -79,7 +105,7 @@ class Server:
         argv += list(args)
         self.argv = argv
         self.log = []
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             argv,
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
             stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
@@ -323,22 +349,29 @@ async def cli_bad_options_exit_2_with_usage():
 @test
 async def cli_short_and_long_port_forms():
     # -p PORT, -pPORT and --port PORT as getopt_long takes them (gwsocket parses the same way).
-    # Also the examples' common form, the port first, which listens on 127.0.0.1.
+    # Also the form the project's example programs take, the port first, which listens on
+    # 127.0.0.1.
     for form in (lambda p: ["--addr=127.0.0.1", "-p", str(p)], lambda p: ["--addr=127.0.0.1", f"-p{p}"],
                  lambda p: ["--addr=127.0.0.1", "--port", str(p)], lambda p: [str(p)]):
         d = tempfile.mkdtemp(prefix="wspipe-test-")
         port = free_port()
-        proc = subprocess.Popen([BIN, *form(port), f"--pipein={d}/i",
-                                 f"--pipeout={d}/o"], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = spawn([BIN, *form(port), f"--pipein={d}/i", f"--pipeout={d}/o"],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            line = proc.stderr.readline().decode()
+            # A program that prints nothing must fail the test, not hang it.
+            ready, _, _ = select.select([proc.stderr], [], [], 5)
+            line = proc.stderr.readline().decode() if ready else "(nothing within 5 s)"
             check(f"127.0.0.1:{port} " in line, f"{form(port)}: {line!r}")
             check(os.path.exists(f"{d}/i") and os.path.exists(f"{d}/o"), "FIFOs not created")
             check(os.path.isfile(f"{d}/i") is False, "input is not a FIFO")
         finally:
             proc.send_signal(signal.SIGTERM)
-            rc = proc.wait(5)
+            try:
+                rc = proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                rc = "still running 5 s after SIGTERM"
             proc.stderr.close()
             for f in ("i", "o"):
                 os.unlink(f"{d}/{f}")
@@ -918,15 +951,31 @@ async def main():
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(fn(), 60 * SLOW)
+            detail = None
+        except Exception as e:  # noqa: BLE001 - every failure is reported the same way
+            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
+        left = reap()
+        if left:
+            detail = (detail + "; " if detail else "") + f"left running (killed): {left}"
+        if detail is None:
             passed += 1
             print(f"ok   {fn.__name__} ({time.monotonic() - t0:.1f} s)", flush=True)
-        except Exception as e:  # noqa: BLE001 - every failure is reported the same way
+        else:
             failed += 1
-            detail = str(e) if isinstance(e, Failure) else traceback.format_exc()
             print(f"FAIL {fn.__name__}: {detail}", flush=True)
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 
 
+def on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    # Killed by the caller's timeout: unwind (the running test's `with Server` exits),
+    # then end whatever is still running.
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        sys.exit(asyncio.run(main()))
+    finally:
+        reap()
