@@ -1,9 +1,9 @@
 //! Scale-out through Redis (or Valkey): the sans-IO core of a node's broker link.
 //!
-//! - [`resp`]: RESP parsing (incremental, bounded) and command encoding.
-//! - [`url`]: `redis://[user[:password]@]host[:port][/db]` and `rediss://` (TLS).
-//! - [`envelope`]: the header a node puts before each message it publishes.
-//! - [`session`]: the state machine of the two Redis connections (subscribe, publish) that
+//! - [`resp`](crate::broker::resp): RESP parsing (incremental, bounded) and command encoding.
+//! - [`url`](crate::broker::url): `redis://[user[:password]@]host[:port][/db]` and `rediss://` (TLS).
+//! - [`envelope`](crate::broker::envelope): the header a node puts before each message it publishes.
+//! - [`session`](crate::broker::session): the state machine of the two Redis connections (subscribe, publish) that
 //!   the manager drives: no socket, no thread, no clock of its own.
 //!
 //! # Semantics
@@ -42,13 +42,13 @@
 //!
 //! **Envelope.** Each publish is `PUBLISH prefix+topic envelope`, where the envelope is a
 //! versioned, binary-safe header (magic `FF 57 53`, version 1, kind, 16-byte node id)
-//! followed by the payload: see [`envelope`]. Messages published by other programs,
+//! followed by the payload: see [`envelope`](crate::broker::envelope). Messages published by other programs,
 //! without an envelope, are delivered as they are (text when valid UTF-8).
 //!
 //! **Failures are outputs, never panics.** A refused AUTH, a lost connection, a broken
-//! reply: the link goes down with a reason ([`session::Output::Status`]) and reconnects with
+//! reply: the link goes down with a reason ([`Output::Status`](crate::broker::session::Output::Status)) and reconnects with
 //! exponential backoff and jitter; a refused PUBLISH or SUBSCRIBE is reported
-//! ([`session::Output::ServerError`]) and the link stays up.
+//! ([`Output::ServerError`](crate::broker::session::Output::ServerError)) and the link stays up.
 
 pub mod envelope;
 pub mod resp;

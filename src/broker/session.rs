@@ -23,7 +23,7 @@
 //! | connect fails, connection lost | link down, reconnect after backoff |
 //! | AUTH, SELECT or handshake PING refused (wrong password, NOAUTH...) | link down with the server's words as the reason, reconnect after backoff |
 //! | an error reply to PUBLISH, SUBSCRIBE, UNSUBSCRIBE (NOPERM...) | [`Output::ServerError`], counted; the link stays up |
-//! | a reply that breaks RESP, a [`Limits`](super::resp::Limits) bound, or the command order | link reset ([`Output::Close`]), reconnect after backoff |
+//! | a reply that breaks RESP, a [`Limits`] bound, or the command order | link reset ([`Output::Close`]), reconnect after backoff |
 //! | no reply within `reply_timeout` (also to the keepalive PING sent after `ping_interval` of silence) | link reset |
 //!
 //! Reconnects wait `backoff_min * 2^(failures - 1)`, capped at `backoff_max`, with equal
