@@ -486,12 +486,13 @@ fn describe(v: &Value) -> String {
     crate::error::excerpt(&out)
 }
 
-/// The first element of an array or push frame, lower-cased, when it is a string.
-fn frame_kind(v: &Value) -> Option<Vec<u8>> {
-    v.as_items()?
-        .first()?
-        .as_bytes()
-        .map(|b| b.to_ascii_lowercase())
+/// Whether `v` is an array or push frame whose first element is the string `kind`
+/// (compared without regard to ASCII case).
+fn is_frame(v: &Value, kind: &[u8]) -> bool {
+    v.as_items()
+        .and_then(|items| items.first())
+        .and_then(Value::as_bytes)
+        .is_some_and(|k| k.eq_ignore_ascii_case(kind))
 }
 
 impl Session {
@@ -949,17 +950,15 @@ impl Session {
     /// One reply or push. `Err` is a protocol violation (the caller resets the link);
     /// other failures are handled here.
     fn on_value(&mut self, link: Link, v: Value) -> Result<(), String> {
-        let kind = frame_kind(&v);
-        if link == Link::Sub && kind.as_deref() == Some(b"message") {
+        if link == Link::Sub && is_frame(&v, b"message") {
             return self.on_message(v);
         }
         if let Value::Push(_) = v {
             // Out-of-band data we did not ask for (client tracking, pmessage...) is not a
             // reply; on the sub link the (un)subscribe confirmations and pongs are.
-            let reply = matches!(
-                kind.as_deref(),
-                Some(b"subscribe" | b"unsubscribe" | b"pong")
-            );
+            let reply = [&b"subscribe"[..], b"unsubscribe", b"pong"]
+                .iter()
+                .any(|k| is_frame(&v, k));
             if link == Link::Pub || !reply {
                 return Ok(());
             }
@@ -979,7 +978,7 @@ impl Session {
         let done = match &mut head.cmd {
             Cmd::Auth | Cmd::Select if ok(&v, b"OK") => true,
             // PING answers +PONG outside subscribe mode, ["pong", ""] inside it.
-            Cmd::Ping if ok(&v, b"PONG") || kind.as_deref() == Some(b"pong") => true,
+            Cmd::Ping if ok(&v, b"PONG") || is_frame(&v, b"pong") => true,
             Cmd::Publish if matches!(v, Value::Integer(_)) => {
                 self.counters.publish_confirmed += 1;
                 true
