@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs what building needs, when it is missing (Debian, as root or with sudo);
 # with --test, also what the test suites need (valgrind, Chromium, luarocks, clang's
-# sanitizer runtime, Python venv).
+# sanitizer runtime, Python venv, redis-server for the broker tests).
 set -e
 tests=false
 [ "${1:-}" = "--test" ] && tests=true
@@ -25,6 +25,7 @@ if $tests; then
   pkg libclang-rt-22-dev
   have python3 || need="$need python3"
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need="$need python3-venv"
+  have redis-server || need="$need redis-server"
 fi
 if [ -n "$need" ]; then
   echo "deps: installing$need"

@@ -9,6 +9,8 @@
 // public constants and types never leak into the C header.
 
 /// cbindgen:ignore
+pub mod broker;
+/// cbindgen:ignore
 pub mod bufpool;
 /// cbindgen:ignore
 pub mod clock;
