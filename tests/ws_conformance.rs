@@ -7,36 +7,33 @@
 //! close code, or the TCP close.
 
 mod common;
-#[path = "common/ws.rs"]
-mod wsc;
 
 use common::*;
 use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wsc::*;
 use wsserver::ffi::event::wss_event_kind::*;
 use wsserver::ffi::opts::wss_listen_opts;
 
 /// An echo server on ws://127.0.0.1:0 with default limits.
-fn server() -> Server {
-    Server::start("ws://127.0.0.1:0", None, echo)
+fn server() -> Loop {
+    Loop::serve("ws://127.0.0.1:0", None, echo)
 }
 
-fn server_with(f: impl FnOnce(&mut wss_listen_opts)) -> Server {
+fn server_with(f: impl FnOnce(&mut wss_listen_opts)) -> Loop {
     let mut o = listen_opts();
     f(&mut o);
-    Server::start("ws://127.0.0.1:0", Some(o), echo)
+    Loop::serve("ws://127.0.0.1:0", Some(o), echo)
 }
 
 /// A fresh connection to `srv`.
-fn ws(srv: &Server) -> Ws {
+fn ws(srv: &Loop) -> Ws {
     Ws::connect(&srv.addr())
 }
 
 /// Sends a valid message, then `bad`; expects the message echoed, then a close with
 /// `code` and the TCP close.
-fn echo_then_fail(srv: &Server, bad: &[u8], code: u16) {
+fn echo_then_fail(srv: &Loop, bad: &[u8], code: u16) {
     let mut c = ws(srv);
     let mut bytes = msg(OP_TEXT, b"Hello, world!");
     bytes.extend_from_slice(bad);
@@ -46,7 +43,7 @@ fn echo_then_fail(srv: &Server, bad: &[u8], code: u16) {
 }
 
 /// Sends `bad` on a fresh connection and expects a close with `code`, then the TCP close.
-fn fails_with(srv: &Server, bad: &[u8], code: u16) {
+fn fails_with(srv: &Loop, bad: &[u8], code: u16) {
     let mut c = ws(srv);
     c.send_raw_lossy(bad);
     c.expect_close(Some(code));
@@ -1001,20 +998,20 @@ fn c10_one_bad_connection_harms_no_other() {
 // =============================================================================================
 // 12-13 Compression (permessage-deflate, RFC 7692)
 
-fn deflate_server() -> Server {
+fn deflate_server() -> Loop {
     server_with(|o| o.ws_deflate = true)
 }
 
 /// Connects offering `offer`; returns the client and the agreed parameters.
-fn ws_deflate(srv: &Server, offer: &str) -> (Ws, Vec<(String, Option<String>)>) {
+fn ws_deflate(srv: &Loop, offer: &str) -> (Ws, Vec<(String, Option<String>)>) {
     let c = Ws::open(
         &srv.addr(),
         "/",
         &format!("Sec-WebSocket-Extensions: {offer}\r\n"),
     )
     .unwrap();
-    let ext = c.head.headers("sec-websocket-extensions");
-    assert_eq!(ext.len(), 1, "{}", c.head.text);
+    let ext = c.response.headers("sec-websocket-extensions");
+    assert_eq!(ext.len(), 1, "{}", c.response.head);
     let params = extension_params(&ext[0]);
     (c, params)
 }
@@ -1262,9 +1259,9 @@ fn c12_offers_that_cannot_be_honoured_are_declined() {
         )
         .unwrap_or_else(|h| panic!("{bad}: {h:?}"));
         assert!(
-            c.head.header("sec-websocket-extensions").is_none(),
+            c.response.header("sec-websocket-extensions").is_none(),
             "{bad}: {}",
-            c.head.text
+            c.response.head
         );
     }
     // A bad offer followed by an acceptable one: the second is taken.
@@ -1360,7 +1357,7 @@ fn c12_rsv1_without_negotiation_is_1002() {
         "Sec-WebSocket-Extensions: permessage-deflate\r\n",
     )
     .unwrap();
-    assert!(c.head.header("sec-websocket-extensions").is_none());
+    assert!(c.response.header("sec-websocket-extensions").is_none());
     let z = Deflate::new(15, false).message(b"Hello");
     c.send_frame(true, 4, OP_TEXT, &z);
     c.expect_close(Some(1002));
@@ -1507,8 +1504,8 @@ fn bomb_server_child() {
         o.max_message_bytes = 1 << 20;
         o
     };
-    let whole = Server::start("ws://127.0.0.1:0", Some(opts(false)), echo);
-    let stream = Server::start("ws://127.0.0.1:0", Some(opts(true)), |_, _| {});
+    let whole = Loop::serve("ws://127.0.0.1:0", Some(opts(false)), echo);
+    let stream = Loop::serve("ws://127.0.0.1:0", Some(opts(true)), |_, _| {});
     println!("BOMB-PORTS {} {}", whole.port, stream.port);
     std::io::stdout().flush().unwrap();
     // Serve until the parent closes our stdin (bounded: the parent is bounded too).
