@@ -2,7 +2,7 @@
 //! sync flush's `00 00 ff ff` stripped by the sender and re-appended by the
 //! receiver, inflation bounded by the caller's size limits.
 
-use super::{clamp_bits, MAX_WINDOW_BITS};
+use super::window::{clamp_bits, MAX_WINDOW_BITS};
 use crate::ws::buffer::reserve_capped;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::fmt;

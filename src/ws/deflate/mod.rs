@@ -14,25 +14,17 @@
 //!   answered and accepted; what both ends agree on is a [`DeflateParams`].
 //! - `codec`: one [`Deflater`] and one [`Inflater`] per connection, the
 //!   latter bounded by the caller's size limits.
+//! - `window`: the window sizes both build on.
 
 mod codec;
 mod negotiation;
+mod window;
 
 pub use codec::{CompressError, Deflater, InflateError, Inflater};
 pub use negotiation::{
     DeflateConfig, DeflateParams, DeflateResponse, ExtensionError, EXTENSION_NAME,
 };
-
-/// The smallest LZ77 window (2^8 bytes) RFC 7692 lets a peer ask for.
-pub const MIN_WINDOW_BITS: u8 = 8;
-
-/// The largest LZ77 window (2^15 bytes), the DEFLATE maximum.
-pub const MAX_WINDOW_BITS: u8 = 15;
-
-/// Clamps a configured window size into the range the RFC allows.
-fn clamp_bits(bits: u8) -> u8 {
-    bits.clamp(MIN_WINDOW_BITS, MAX_WINDOW_BITS)
-}
+pub use window::{MAX_WINDOW_BITS, MIN_WINDOW_BITS};
 
 #[cfg(test)]
 mod tests;

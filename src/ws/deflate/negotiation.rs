@@ -2,7 +2,7 @@
 //! client offers, the answer a server gives, and the checks a client makes on
 //! that answer. Nothing here compresses; the result is a [`DeflateParams`].
 
-use super::{clamp_bits, MAX_WINDOW_BITS};
+use super::window::{clamp_bits, MAX_WINDOW_BITS};
 use crate::ws::header::{self, Extension};
 use std::fmt;
 use std::fmt::Write as _;

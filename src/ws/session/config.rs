@@ -34,8 +34,9 @@ pub struct SessionConfig {
     pub compress_threshold: usize,
     /// With deflate: zlib compression level, 0 to 9.
     pub compression_level: u32,
-    /// Deliver data as [`Incoming::Fragment`]s as it arrives, instead of
-    /// whole [`Incoming::Message`]s, so the session never buffers a message.
+    /// Deliver data as [`Incoming::Fragment`](super::Incoming::Fragment)s as it
+    /// arrives, instead of whole [`Incoming::Message`](super::Incoming::Message)s,
+    /// so the session never buffers a message.
     pub stream_fragments: bool,
 }
 

@@ -2,26 +2,13 @@
 //! assembly into whole messages or delivery as fragments, with every size
 //! limit enforced before the bytes it limits are stored.
 
-use super::{Failure, Incoming, Role, Session};
+use super::config::Role;
+use super::incoming::{Failure, Incoming};
+use super::state::{MessageInProgress, Session};
 use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::deflate::Inflater;
 use crate::ws::utf8::Utf8Validator;
-
-/// The data message being received.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct MessageInProgress {
-    pub(super) text: bool,
-    pub(super) compressed: bool,
-    /// Bytes of the message so far (decompressed).
-    pub(super) size: u64,
-    /// Streaming mode: a fragment of it has been delivered.
-    pub(super) emitted: bool,
-    /// We sent a Close: nothing of it will be delivered.
-    pub(super) discard: bool,
-    /// Compressed: some compressed payload byte has arrived.
-    pub(super) has_compressed_data: bool,
-}
 
 /// Feeds the next bytes of a text message to its validator, and at the message's end
 /// checks that no character was left unfinished (RFC 6455 §8.1: 1007 otherwise).

@@ -3,29 +3,17 @@
 //! payload is handed on to the message assembly in `message.rs`; control
 //! frames are answered here (pong, close reply).
 
-use super::message::{check_utf8, MessageInProgress, Spares};
-use super::{Failure, Incoming, Role, Session, State};
+use super::config::Role;
+use super::incoming::{Failure, Incoming};
+use super::message::{check_utf8, Spares};
+use super::state::{FrameInProgress, MessageInProgress, Session, State};
 use crate::bufpool::BufPool;
 use crate::ws::buffer::reserve_capped;
 use crate::ws::close;
 use crate::ws::frame::{FrameHeader, MAX_CONTROL_PAYLOAD};
 use crate::ws::mask::{apply_mask, extend_unmasked};
+use crate::ws::opcode::OpCode;
 use crate::ws::utf8;
-use crate::ws::OpCode;
-
-/// The frame whose payload is being read.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct FrameInProgress {
-    opcode: OpCode,
-    fin: bool,
-    mask: Option<[u8; 4]>,
-    /// Payload bytes still to come.
-    remaining: u64,
-    /// Payload bytes seen so far, modulo 4: the masking key's phase.
-    mask_phase: usize,
-    /// A data frame of a message being discarded (we sent a Close).
-    discard: bool,
-}
 
 impl FrameInProgress {
     /// Takes the next `chunk` of this frame's payload (at most `remaining`): unmasks

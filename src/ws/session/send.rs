@@ -1,12 +1,13 @@
 //! Sending: the application's messages, fragments, pings and close become
 //! frames appended to `out`, compressed when permessage-deflate pays.
 
-use super::{Role, Session, State};
+use super::config::Role;
+use super::state::{Session, State};
 use crate::ws::close;
 use crate::ws::deflate::Deflater;
 use crate::ws::frame::{encode_header, FrameHeader, HeaderBytes, MAX_CONTROL_PAYLOAD};
+use crate::ws::opcode::OpCode;
 use crate::ws::utf8::{self, Utf8Validator};
-use crate::ws::OpCode;
 use std::fmt;
 
 /// Why the application cannot send something right now.

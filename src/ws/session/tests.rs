@@ -10,7 +10,7 @@ use crate::ws::close;
 use crate::ws::deflate::DeflateParams;
 use crate::ws::frame::{encode_header, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
 use crate::ws::mask::apply_mask;
-use crate::ws::OpCode;
+use crate::ws::opcode::OpCode;
 use flate2::{Compress, Compression, FlushCompress};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
