@@ -30,9 +30,9 @@ fn echo_ws(ctx: &mut Ctx, ev: &Ev) {
 }
 
 /// A healthy client is answered at once while an attack is under way.
-fn healthy(srv: &Server) {
+fn healthy(srv: &Loop) {
     let t0 = Instant::now();
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET /healthy HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status, 200);
     assert!(
@@ -60,7 +60,7 @@ fn slowloris_heads_and_slow_bodies_get_408_while_others_are_served() {
     let mut o = listen_opts();
     o.header_timeout_ms = 600;
     o.body_timeout_ms = 600;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), echo_http);
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), echo_http);
     let addr = srv.addr();
     let trickle = std::thread::spawn(move || {
         let mut c = TcpStream::connect(&addr).unwrap();
@@ -97,10 +97,10 @@ fn slowloris_heads_and_slow_bodies_get_408_while_others_are_served() {
 
 #[test]
 fn huge_heads_bodies_and_chunk_sizes_are_refused_without_allocating() {
-    let srv = Server::start("http://127.0.0.1:0", None, echo_http);
+    let srv = Loop::serve("http://127.0.0.1:0", None, echo_http);
     let before = rss_kib();
     // A 1 MiB header section: 431 as soon as the limit (16 KiB) is passed.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n").unwrap();
     let line = format!("X-Filler: {}\r\n", "f".repeat(1000));
     let mut sent = 0;
@@ -112,12 +112,12 @@ fn huge_heads_bodies_and_chunk_sizes_are_refused_without_allocating() {
     }
     assert_eq!(read_response(&mut c, false).status, 431);
     // Content-Length 10^15: 413 without reading or reserving it.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000000000000000\r\n\r\nabc")
         .unwrap();
     assert_eq!(read_response(&mut c, false).status, 413);
     // A chunk size that overflows 64 bits: 400.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1000000000000000000000\r\n").unwrap();
     assert_eq!(read_response(&mut c, false).status, 400);
     assert!(
@@ -129,8 +129,8 @@ fn huge_heads_bodies_and_chunk_sizes_are_refused_without_allocating() {
 }
 
 /// Upgrades a raw socket to WebSocket on `srv`.
-fn ws_connect(srv: &Server) -> TcpStream {
-    let mut c = srv.connect();
+fn ws_connect(srv: &Loop) -> TcpStream {
+    let mut c = srv.tcp();
     c.write_all(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n").unwrap();
     let r = read_response(&mut c, true);
     assert_eq!(r.status, 101);
@@ -182,7 +182,7 @@ fn websocket_frames_announcing_2_63_bytes_and_deflate_bombs_get_1009() {
     let mut o = listen_opts();
     o.ws_deflate = true;
     o.max_message_bytes = 1 << 20;
-    let srv = Server::start("ws://127.0.0.1:0", Some(o), echo_ws);
+    let srv = Loop::serve("ws://127.0.0.1:0", Some(o), echo_ws);
     let before = rss_kib();
     // 2^63 and 2^63 - 1 announced: answered from the header alone.
     for len in [1u64 << 63, (1u64 << 63) - 1] {
@@ -222,7 +222,7 @@ fn websocket_frames_announcing_2_63_bytes_and_deflate_bombs_get_1009() {
     healthy_ws(&srv);
 }
 
-fn healthy_ws(srv: &Server) {
+fn healthy_ws(srv: &Loop) {
     let mut c = ws_connect(srv);
     c.write_all(&[0x81, 0x82, 0, 0, 0, 0, b'o', b'k']).unwrap();
     let mut b = [0u8; 4];
@@ -236,7 +236,7 @@ fn a_websocket_peer_that_never_reads_is_cut_off_at_the_send_limit() {
     let mut o = listen_opts();
     o.max_send_buffer = 1 << 20;
     let mut flooded = false;
-    let srv = Server::start("ws://127.0.0.1:0", Some(o), move |ctx, ev| {
+    let srv = Loop::serve("ws://127.0.0.1:0", Some(o), move |ctx, ev| {
         echo_ws(ctx, ev);
         if ev.is(WSS_EV_WS_OPEN) && !flooded {
             flooded = true;
@@ -270,10 +270,10 @@ fn half_open_connections_are_reclaimed() {
     o.idle_timeout_ms = 300;
     o.ping_interval_ms = 200;
     o.pong_timeout_ms = 200;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), echo_http);
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), echo_http);
     // A TCP peer that went silent (as if the network vanished) and a WebSocket that
     // stops answering pings are both closed.
-    let _silent = srv.connect();
+    let _silent = srv.tcp();
     srv.wait_for("idle close", |l| l.iter().any(|e| e.is(WSS_EV_CLOSE)));
     let o2 = {
         let mut o = listen_opts();
@@ -282,7 +282,7 @@ fn half_open_connections_are_reclaimed() {
         o.idle_timeout_ms = wsserver::ffi::opts::WSS_NO_TIMEOUT;
         o
     };
-    let ws = Server::start("ws://127.0.0.1:0", Some(o2), echo_ws);
+    let ws = Loop::serve("ws://127.0.0.1:0", Some(o2), echo_ws);
     let mut c = ws_connect(&ws);
     // Read (and ignore) the pings without answering: closed after ping + pong timeout.
     let t0 = Instant::now();
@@ -302,8 +302,8 @@ fn half_open_connections_are_reclaimed() {
 fn the_connection_limit_refuses_newcomers_and_keeps_the_others() {
     let mut o = listen_opts();
     o.max_connections = 5;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), echo_http);
-    let mut kept: Vec<TcpStream> = (0..5).map(|_| srv.connect()).collect();
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), echo_http);
+    let mut kept: Vec<TcpStream> = (0..5).map(|_| srv.tcp()).collect();
     for c in kept.iter_mut() {
         assert_eq!(
             roundtrip(c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
@@ -311,7 +311,7 @@ fn the_connection_limit_refuses_newcomers_and_keeps_the_others() {
         );
     }
     for _ in 0..3 {
-        let mut extra = srv.connect();
+        let mut extra = srv.tcp();
         let _ = extra.write_all(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
         assert!(closed_by_peer(&mut extra), "a sixth connection was served");
     }

@@ -11,7 +11,7 @@ use wsserver::ffi::event::wss_event_kind::*;
 
 #[test]
 fn out_of_descriptors_is_survived() {
-    let srv = Server::start("http://127.0.0.1:0", None, |ctx, ev| {
+    let srv = Loop::serve("http://127.0.0.1:0", None, |ctx, ev| {
         if ev.is(WSS_EV_HTTP_MSG) {
             reply(ctx, ev.conn, 200, "", b"ok");
         }

@@ -67,8 +67,8 @@ fn describe(ctx: &mut Ctx, ev: &Ev) {
 
 #[test]
 fn request_fields_reach_the_application() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     let r = roundtrip(
         &mut c,
         "GET /a%20b/c?x=1&y=2 HTTP/1.1\r\nHost: h\r\nX-Test: yes\r\n\r\n",
@@ -90,8 +90,8 @@ fn request_fields_reach_the_application() {
 
 #[test]
 fn keep_alive_serves_several_requests_on_one_connection() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     for i in 0..5 {
         let r = roundtrip(&mut c, &format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n"));
         assert!(r.text().starts_with(&format!("GET /{i} ")));
@@ -101,8 +101,8 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 
 #[test]
 fn pipelined_requests_are_answered_in_order() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     let mut all = String::new();
     for i in 0..20 {
         all += &format!("GET /{i} HTTP/1.1\r\nHost: h\r\n\r\n");
@@ -124,8 +124,8 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn bodies_by_length_and_chunked() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     let r = roundtrip(
         &mut c,
         "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 11\r\n\r\nhello world",
@@ -155,8 +155,8 @@ fn bodies_by_length_and_chunked() {
 
 #[test]
 fn expect_100_continue() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     c.write_all(
         b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
     )
@@ -168,15 +168,15 @@ fn expect_100_continue() {
     assert_eq!(r.status, 200);
     assert!(r.text().contains("body=data"));
     // Too large: 413 at once instead of 100.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"POST /e HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 99999999999\r\n\r\n").unwrap();
     assert_eq!(read_response(&mut c, false).status, 413);
 }
 
 #[test]
 fn head_requests_get_headers_only() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     let get = roundtrip(&mut c, "GET /x HTTP/1.1\r\nHost: h\r\n\r\n");
     let head = roundtrip(&mut c, "HEAD /x HTTP/1.1\r\nHost: h\r\n\r\n");
     assert!(head.body.is_empty());
@@ -195,13 +195,13 @@ fn head_requests_get_headers_only() {
 
 #[test]
 fn http_1_0_with_and_without_keep_alive() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET /old HTTP/1.0\r\n\r\n");
     assert_eq!(r.header("connection").as_deref(), Some("close"));
     assert!(r.text().contains("HTTP/1.0"));
     assert!(closed_by_peer(&mut c));
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     assert_eq!(r.header("connection").as_deref(), Some("keep-alive"));
     let r = roundtrip(
@@ -210,7 +210,7 @@ fn http_1_0_with_and_without_keep_alive() {
     );
     assert!(r.text().starts_with("GET /ka2"));
     // HTTP/1.1 with Connection: close
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(
         &mut c,
         "GET /c HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
@@ -219,8 +219,8 @@ fn http_1_0_with_and_without_keep_alive() {
     assert!(closed_by_peer(&mut c));
 }
 
-fn refused(srv: &Server, request: &[u8]) -> (u16, bool) {
-    let mut c = srv.connect();
+fn refused(srv: &Loop, request: &[u8]) -> (u16, bool) {
+    let mut c = srv.tcp();
     let _ = c.write_all(request);
     let r = read_response(&mut c, false);
     (r.status, closed_by_peer(&mut c))
@@ -232,7 +232,7 @@ fn limits_get_their_status_then_close() {
     o.max_header_bytes = 4096;
     o.max_uri_bytes = 512;
     o.max_body_bytes = 1000;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), describe);
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), describe);
     assert_eq!(refused(&srv, b"GARBAGE\r\n\r\n"), (400, true));
     assert_eq!(
         refused(&srv, b"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n"),
@@ -275,7 +275,7 @@ fn limits_get_their_status_then_close() {
         assert!(errs.contains(&code), "{code} not in {errs:?}");
     }
     // The server still works.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     assert_eq!(
         roundtrip(&mut c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
         200
@@ -287,15 +287,15 @@ fn slow_heads_and_bodies_get_408() {
     let mut o = listen_opts();
     o.header_timeout_ms = 300;
     o.body_timeout_ms = 300;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), describe);
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), describe);
     let t0 = Instant::now();
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
     let r = read_response(&mut c, false);
     assert_eq!(r.status, 408);
     assert!(t0.elapsed() >= Duration::from_millis(250));
     assert!(closed_by_peer(&mut c));
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     c.write_all(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
         .unwrap();
     assert_eq!(read_response(&mut c, false).status, 408);
@@ -306,8 +306,8 @@ fn slow_heads_and_bodies_get_408() {
 fn idle_keep_alive_connections_are_closed() {
     let mut o = listen_opts();
     o.idle_timeout_ms = 200;
-    let srv = Server::start("http://127.0.0.1:0", Some(o), describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", Some(o), describe);
+    let mut c = srv.tcp();
     assert_eq!(
         roundtrip(&mut c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
         200
@@ -320,7 +320,7 @@ fn idle_keep_alive_connections_are_closed() {
 
 #[test]
 fn chunked_replies_stream() {
-    let srv = Server::start("http://127.0.0.1:0", None, |ctx, ev| {
+    let srv = Loop::serve("http://127.0.0.1:0", None, |ctx, ev| {
         if ev.is(WSS_EV_HTTP_MSG) {
             let h = CString::new("Content-Type: text/plain").unwrap();
             assert_eq!(
@@ -350,7 +350,7 @@ fn chunked_replies_stream() {
             );
         }
     });
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.header("transfer-encoding").as_deref(), Some("chunked"));
     assert_eq!(r.text(), "one two three");
@@ -361,7 +361,7 @@ fn chunked_replies_stream() {
         "keep-alive after a chunked reply"
     );
     // HTTP/1.0: no chunked encoding, the body ends with the connection.
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET / HTTP/1.0\r\n\r\n");
     assert_eq!(r.header("transfer-encoding"), None);
     assert_eq!(r.text(), "one two three");
@@ -369,7 +369,7 @@ fn chunked_replies_stream() {
 
 #[test]
 fn reply_misuse_gives_codes_not_crashes() {
-    let srv = Server::start("http://127.0.0.1:0", None, |ctx, ev| {
+    let srv = Loop::serve("http://127.0.0.1:0", None, |ctx, ev| {
         if ev.is(WSS_EV_HTTP_MSG) {
             assert_eq!(
                 reply(ctx, ev.conn, 99, "", b""),
@@ -418,7 +418,7 @@ fn reply_misuse_gives_codes_not_crashes() {
             assert_eq!(reply(ctx, ev.conn, 200, "", b""), WSS_RESULT_NOT_FOUND);
         }
     });
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let r = roundtrip(&mut c, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status, 204);
     assert_eq!(r.header("x-ok").as_deref(), Some("1"));
@@ -429,8 +429,8 @@ fn reply_misuse_gives_codes_not_crashes() {
 
 #[test]
 fn half_closed_client_still_gets_its_answer() {
-    let srv = Server::start("http://127.0.0.1:0", None, describe);
-    let mut c = srv.connect();
+    let srv = Loop::serve("http://127.0.0.1:0", None, describe);
+    let mut c = srv.tcp();
     c.write_all(b"GET /half HTTP/1.1\r\nHost: h\r\n\r\n")
         .unwrap();
     c.shutdown(std::net::Shutdown::Write).unwrap();

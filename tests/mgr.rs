@@ -47,15 +47,7 @@ impl Mgr {
             unsafe { wss_mgr_poll(self.0, 10, std::ptr::null_mut()) };
             let mut ev: wss_event = unsafe { std::mem::zeroed() };
             while unsafe { wss_mgr_next_event(self.0, &mut ev) } {
-                let e = Ev {
-                    kind: ev.kind,
-                    flags: ev.flags,
-                    conn: ev.conn,
-                    parent: ev.parent,
-                    code: ev.code,
-                    data: unsafe { std::slice::from_raw_parts(ev.data.ptr, ev.data.len) }.to_vec(),
-                    meta: unsafe { std::slice::from_raw_parts(ev.meta.ptr, ev.meta.len) }.to_vec(),
-                };
+                let e = Ev::copy(&ev);
                 let done = pred(&e);
                 seen.push(e);
                 if done {
@@ -143,7 +135,7 @@ fn ipv6_listeners() {
     c.write_all(b"v6").unwrap();
     let evs = m.until("read", |e| e.is(WSS_EV_READ));
     assert_eq!(evs.last().unwrap().data, b"v6");
-    let srv = Server::start("http://[::1]:0", None, |ctx, ev| {
+    let srv = Loop::serve("http://[::1]:0", None, |ctx, ev| {
         if ev.is(WSS_EV_HTTP_MSG) {
             reply(ctx, ev.conn, 200, "", b"six");
         }

@@ -43,12 +43,12 @@ fn tree(name: &str) -> Tree {
     Tree { base, root }
 }
 
-fn serve(t: &Tree) -> Server {
+fn serve(t: &Tree) -> Loop {
     let root = CString::new(t.root.to_str().unwrap()).unwrap();
     let mime = CString::new("md=text/markdown").unwrap();
     let extra = CString::new("Cache-Control: no-cache").unwrap();
     let single = CString::new(t.root.join("style.css").to_str().unwrap()).unwrap();
-    Server::start("http://127.0.0.1:0", None, move |ctx, ev| {
+    Loop::serve("http://127.0.0.1:0", None, move |ctx, ev| {
         if !ev.is(WSS_EV_HTTP_MSG) {
             return;
         }
@@ -69,8 +69,8 @@ fn serve(t: &Tree) -> Server {
     })
 }
 
-fn get(srv: &Server, path: &str, headers: &str) -> Response {
-    let mut c = srv.connect();
+fn get(srv: &Loop, path: &str, headers: &str) -> Response {
+    let mut c = srv.tcp();
     roundtrip(
         &mut c,
         &format!("GET {path} HTTP/1.1\r\nHost: h\r\n{headers}\r\n"),
@@ -111,7 +111,7 @@ fn files_types_index_and_redirects() {
         "body{}",
         "serve_file ignores the request path"
     );
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     assert_eq!(
         roundtrip(
             &mut c,
@@ -204,7 +204,7 @@ fn conditional_requests_and_ranges() {
 fn head_and_large_files_keep_the_connection_in_sync() {
     let t = tree("big");
     let srv = serve(&t);
-    let mut c = srv.connect();
+    let mut c = srv.tcp();
     let head = roundtrip(&mut c, "HEAD /big.bin HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(head.header("content-length").as_deref(), Some("5242880"));
     assert!(head.body.is_empty());
@@ -226,7 +226,7 @@ fn head_and_large_files_keep_the_connection_in_sync() {
 
 #[test]
 fn serve_misuse() {
-    let srv = Server::start("http://127.0.0.1:0", None, |ctx, ev| {
+    let srv = Loop::serve("http://127.0.0.1:0", None, |ctx, ev| {
         if ev.is(WSS_EV_HTTP_MSG) {
             assert_eq!(
                 unsafe { wss_http_serve_dir(ctx.mgr, ev.conn, std::ptr::null()) },

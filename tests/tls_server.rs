@@ -2,9 +2,6 @@
 //! certificate errors at listen time, bad peers that harm nobody else, mutual TLS, the
 //! library's own tls:// client, and handshake timeouts.
 
-#[path = "tls/common/mod.rs"]
-#[allow(unused_imports)]
-mod certs;
 mod common;
 
 use common::*;
@@ -49,8 +46,8 @@ fn tls_echo(ctx: &mut Ctx, ev: &Ev) {
     }
 }
 
-fn https_server(keep: &mut Keep, client_ca: bool) -> Server {
-    let c = certs::certs();
+fn https_server(keep: &mut Keep, client_ca: bool) -> Loop {
+    let c = certs();
     let mut o = listen_opts();
     o.tls_cert = keep.c(&c.ecdsa.cert);
     o.tls_key = keep.c(&c.ecdsa.key);
@@ -63,15 +60,15 @@ fn https_server(keep: &mut Keep, client_ca: bool) -> Server {
     if client_ca {
         o.tls_client_ca = keep.c(&c.ca);
     }
-    Server::start("https://127.0.0.1:0", Some(o), tls_echo)
+    Loop::serve("https://127.0.0.1:0", Some(o), tls_echo)
 }
 
 #[test]
 fn curl_over_https_with_keep_alive() {
     let mut keep = Keep(Vec::new());
     let srv = https_server(&mut keep, false);
-    let dir = certs::TempDir::new();
-    let ca = dir.write("ca.pem", &certs::certs().ca);
+    let dir = TempDir::new();
+    let ca = dir.write("ca.pem", &certs().ca);
     let url = format!("https://localhost:{}/", srv.port);
     let out = Command::new("curl")
         .args([
@@ -107,7 +104,7 @@ fn openssl_s_client_versions_alpn_and_sni() {
     let addr = srv.addr();
     let request = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     for (version, name) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
-        let (_, out, err) = certs::run_openssl(
+        let (_, out, err) = run_openssl(
             &[
                 "s_client",
                 "-connect",
@@ -148,7 +145,7 @@ fn certificate_problems_fail_listen_with_a_clear_message() {
             .to_string_lossy()
             .into_owned()
     };
-    let c = certs::certs();
+    let c = certs();
     let mut o = listen_opts();
     o.tls_cert = keep.c("/nonexistent/cert.pem");
     o.tls_key = keep.c(&c.ecdsa.key);
@@ -183,7 +180,7 @@ fn certificate_problems_fail_listen_with_a_clear_message() {
 
 /// Reads one response over TLS with openssl (used as a healthy client).
 fn healthy_request(addr: &str, ca: &str) -> String {
-    let (_, out, _) = certs::run_openssl(
+    let (_, out, _) = run_openssl(
         &[
             "s_client",
             "-connect",
@@ -205,8 +202,8 @@ fn healthy_request(addr: &str, ca: &str) -> String {
 fn bad_peers_on_a_tls_port_harm_nobody_else() {
     let mut keep = Keep(Vec::new());
     let srv = https_server(&mut keep, false);
-    let dir = certs::TempDir::new();
-    let ca = dir.write("ca.pem", &certs::certs().ca);
+    let dir = TempDir::new();
+    let ca = dir.write("ca.pem", &certs().ca);
     // A healthy client in the middle of its session while the bad ones arrive.
     let mut bads = Vec::new();
     let mut plain = TcpStream::connect(srv.addr()).unwrap();
@@ -260,13 +257,13 @@ fn bad_peers_on_a_tls_port_harm_nobody_else() {
 fn mutual_tls_refuses_clients_without_a_certificate() {
     let mut keep = Keep(Vec::new());
     let srv = https_server(&mut keep, true);
-    let c = certs::certs();
-    let dir = certs::TempDir::new();
+    let c = certs();
+    let dir = TempDir::new();
     let ca = dir.write("ca.pem", &c.ca);
     let cert = dir.write("alice.pem", &c.alice.cert);
     let key = dir.write("alice.key", &c.alice.key);
     let req = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    let (_, out, _) = certs::run_openssl(
+    let (_, out, _) = run_openssl(
         &[
             "s_client",
             "-connect",
@@ -283,7 +280,7 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
         !out.contains("HTTP/1.1 200"),
         "served without a certificate: {out}"
     );
-    let (_, out, err) = certs::run_openssl(
+    let (_, out, err) = run_openssl(
         &[
             "s_client",
             "-connect",
@@ -305,12 +302,12 @@ fn mutual_tls_refuses_clients_without_a_certificate() {
 
 #[test]
 fn own_tls_client_against_own_tls_server() {
-    let c = certs::certs();
+    let c = certs();
     let mut keep = Keep(Vec::new());
     let mut o = listen_opts();
     o.tls_cert = keep.c(&c.ecdsa.cert);
     o.tls_key = keep.c(&c.ecdsa.key);
-    let srv = Server::start("tls://127.0.0.1:0", Some(o), |ctx, ev| {
+    let srv = Loop::serve("tls://127.0.0.1:0", Some(o), |ctx, ev| {
         if ev.is(WSS_EV_READ) {
             let mut back = b"echo:".to_vec();
             back.extend_from_slice(&ev.data);
@@ -376,13 +373,13 @@ fn own_tls_client_against_own_tls_server() {
 
 #[test]
 fn a_stalled_handshake_times_out() {
-    let c = certs::certs();
+    let c = certs();
     let mut keep = Keep(Vec::new());
     let mut o = listen_opts();
     o.tls_cert = keep.c(&c.ecdsa.cert);
     o.tls_key = keep.c(&c.ecdsa.key);
     o.tls_handshake_timeout_ms = 300;
-    let srv = Server::start("https://127.0.0.1:0", Some(o), tls_echo);
+    let srv = Loop::serve("https://127.0.0.1:0", Some(o), tls_echo);
     let mut stalled = TcpStream::connect(srv.addr()).unwrap();
     assert!(closed_by_peer(&mut stalled));
     srv.wait_for("timeout error", |l| {

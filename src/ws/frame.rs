@@ -19,7 +19,7 @@
 //! missing mask is acceptable depends on the connection (negotiated
 //! extensions, role) and is decided by the session.
 
-use crate::ws::OpCode;
+use crate::ws::opcode::OpCode;
 use std::fmt;
 
 /// The longest possible frame header: 2 fixed bytes, an 8-byte extended

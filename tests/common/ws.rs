@@ -1,52 +1,23 @@
-//! WebSocket test support: a raw, masked RFC 6455 client that writes exact bytes and
-//! reads exact frames over a real socket; permessage-deflate helpers (raw DEFLATE with
-//! the `00 00 ff ff` tail stripped, RFC 7692 §7.2.1); and `Loop`, a manager polled on
-//! its own thread that also runs closures sent by the test (listen, connect, send,
-//! close at chosen moments). Every wait is bounded.
-//!
-//! Use from a test file that also declares `mod common;`:
-//! `#[path = "common/ws.rs"] mod wsc;`
-#![allow(dead_code)]
+//! The raw WebSocket client (RFC 6455): it writes exactly the bytes it is told to, with
+//! client frames masked by the helpers here, and reads frames one at a time, so that
+//! tests can assert the server's exact bytes. Plus the test data the WebSocket tests send.
 
-use crate::common::{Ctx, Ev, OK};
+use super::client::{read_head, Response};
+use super::server::WAIT;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use sha1::{Digest, Sha1};
-use std::ffi::{c_char, CString};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use wsserver::ffi::event::{wss_event, wss_event_kind};
-use wsserver::ffi::mgr::*;
-use wsserver::ffi::opts::{wss_connect_opts, wss_listen_opts};
-use wsserver::ffi::result::wss_result;
-use wsserver::ffi::ws::wss_opcode;
 
+/// Opcodes as they appear on the wire (RFC 6455 §5.2).
 pub const OP_CONT: u8 = 0;
 pub const OP_TEXT: u8 = 1;
 pub const OP_BINARY: u8 = 2;
 pub const OP_CLOSE: u8 = 8;
 pub const OP_PING: u8 = 9;
 pub const OP_PONG: u8 = 10;
-
-pub const FLAG_TEXT: u32 = 1;
-pub const FLAG_BINARY: u32 = 2;
-pub const FLAG_FIN: u32 = 4;
-pub const FLAG_FIRST: u32 = 8;
-pub const FLAG_BY_PEER: u32 = 16;
-
-/// Generous bound on every wait for the server.
-pub const WAIT: Duration = Duration::from_secs(10);
-
-/// A C string that lives as long as the test process (option structs point at these).
-pub fn cs(s: &str) -> *const c_char {
-    CString::new(s).unwrap().into_raw()
-}
 
 /// Fresh random bytes (masking keys, payloads).
 pub fn random_bytes(n: usize) -> Vec<u8> {
@@ -81,7 +52,7 @@ pub fn utf8_text(n: usize) -> Vec<u8> {
 // Frames
 
 /// The header of a frame: FIN, RSV (3 bits: RSV1 = 4), opcode, length in the shortest
-/// form unless `len_form` forces 7/16/64-bit, optional mask key.
+/// form, optional mask key.
 pub fn header(fin: bool, rsv: u8, opcode: u8, len: u64, mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut h = vec![(u8::from(fin) << 7) | ((rsv & 7) << 4) | (opcode & 15)];
     let m = if mask.is_some() { 0x80 } else { 0 };
@@ -262,66 +233,13 @@ pub fn new_key() -> String {
     BASE64.encode(random_bytes(16))
 }
 
-/// A response head (status line and headers) read byte by byte, so nothing after it
-/// is consumed.
-#[derive(Debug, Clone)]
-pub struct Head {
-    pub status: u16,
-    pub text: String,
-}
-
-impl Head {
-    /// The first value of a header (case-insensitive name).
-    pub fn header(&self, name: &str) -> Option<String> {
-        self.headers(name).into_iter().next()
-    }
-    /// Every value of a header.
-    pub fn headers(&self, name: &str) -> Vec<String> {
-        self.text
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.trim()
-                    .eq_ignore_ascii_case(name)
-                    .then(|| v.trim().to_string())
-            })
-            .collect()
-    }
-}
-
-/// Reads a response head (up to the empty line).
-pub fn read_head(r: &mut impl Read) -> io::Result<Head> {
-    let mut buf = Vec::new();
-    let mut b = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if r.read(&mut b)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "EOF inside a response head: {:?}",
-                    String::from_utf8_lossy(&buf)
-                ),
-            ));
-        }
-        buf.push(b[0]);
-        assert!(buf.len() < 65536, "response head too long");
-    }
-    let text = String::from_utf8(buf).unwrap();
-    let status = text
-        .get(9..12)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line: {text:?}"));
-    Ok(Head { status, text })
-}
-
 /// A raw WebSocket client on a TCP socket: it sends exactly the bytes it is told to
 /// (frames masked by the helpers) and reads frames one at a time.
 pub struct Ws {
     pub r: BufReader<TcpStream>,
     pub w: TcpStream,
     /// The server's 101 response.
-    pub head: Head,
+    pub response: Response,
 }
 
 impl Ws {
@@ -332,13 +250,13 @@ impl Ws {
 
     /// Connects and sends an upgrade for `path` with `extra` headers. Ok: a checked 101
     /// (right accept key); Err: the refusal's head.
-    pub fn open(addr: &str, path: &str, extra: &str) -> Result<Ws, Head> {
+    pub fn open(addr: &str, path: &str, extra: &str) -> Result<Ws, Response> {
         let key = new_key();
         Self::open_raw(addr, &upgrade_request(path, &key, extra), Some(&key))
     }
 
     /// Sends `request` as is; checks the accept key when `key` is given.
-    pub fn open_raw(addr: &str, request: &str, key: Option<&str>) -> Result<Ws, Head> {
+    pub fn open_raw(addr: &str, request: &str, key: Option<&str>) -> Result<Ws, Response> {
         let s = TcpStream::connect(addr).unwrap();
         s.set_nodelay(true).unwrap();
         s.set_read_timeout(Some(WAIT)).unwrap();
@@ -346,25 +264,26 @@ impl Ws {
         let mut w = s.try_clone().unwrap();
         w.write_all(request.as_bytes()).unwrap();
         let mut r = BufReader::with_capacity(1 << 16, s);
-        let head = read_head(&mut r).unwrap();
-        if head.status != 101 {
-            return Err(head);
+        let response = read_head(&mut r).unwrap();
+        if response.status != 101 {
+            return Err(response);
         }
         if let Some(key) = key {
             assert_eq!(
-                head.header("sec-websocket-accept").as_deref(),
+                response.header("sec-websocket-accept").as_deref(),
                 Some(accept_for(key).as_str()),
                 "{}",
-                head.text
+                response.head
             );
         }
         assert!(
-            head.header("upgrade")
+            response
+                .header("upgrade")
                 .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
             "{}",
-            head.text
+            response.head
         );
-        Ok(Ws { r, w, head })
+        Ok(Ws { r, w, response })
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
@@ -492,637 +411,4 @@ impl Ws {
     pub fn shutdown_write(&mut self) {
         let _ = self.w.shutdown(Shutdown::Write);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// permessage-deflate (RFC 7692)
-
-/// A compressor for one direction: raw DEFLATE with a 2^bits window; `takeover` false
-/// resets it after each message.
-pub struct Deflate {
-    c: Compress,
-    bits: u8,
-    takeover: bool,
-}
-
-impl Deflate {
-    pub fn new(bits: u8, takeover: bool) -> Self {
-        Deflate {
-            c: Compress::new_with_window_bits(Compression::new(6), false, bits),
-            bits,
-            takeover,
-        }
-    }
-
-    /// One message, compressed and ended with a sync flush whose `00 00 ff ff` is removed.
-    pub fn message(&mut self, data: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(data.len() / 2 + 64);
-        let mut pos = 0;
-        loop {
-            if out.capacity() - out.len() < 1024 {
-                out.reserve(out.capacity().max(4096));
-            }
-            let before = self.c.total_in();
-            self.c
-                .compress_vec(&data[pos..], &mut out, FlushCompress::Sync)
-                .unwrap();
-            pos += (self.c.total_in() - before) as usize;
-            // Done when all input is taken and the flush left room to spare.
-            if pos == data.len() && out.len() < out.capacity() {
-                break;
-            }
-        }
-        assert!(out.ends_with(&[0, 0, 0xff, 0xff]), "sync flush tail");
-        out.truncate(out.len() - 4);
-        if !self.takeover {
-            self.c.reset();
-        }
-        out
-    }
-}
-
-/// A decompressor for one direction (window 2^bits: a peer using a larger window
-/// makes it fail with "invalid distance too far back").
-pub struct Inflate {
-    d: Decompress,
-    bits: u8,
-    takeover: bool,
-}
-
-impl Inflate {
-    pub fn new(bits: u8, takeover: bool) -> Self {
-        Inflate {
-            d: Decompress::new_with_window_bits(false, bits),
-            bits,
-            takeover,
-        }
-    }
-
-    /// One message's payload (tail re-appended); Err on corrupt data or a window misuse.
-    ///
-    /// Output is taken 256 bytes per call, so that every back-reference reaching further
-    /// than that is served from zlib's window (2^bits bytes): a distance beyond the
-    /// agreed window then fails with "invalid distance too far back" instead of being
-    /// copied silently from a large output buffer.
-    pub fn message(&mut self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let mut input = data.to_vec();
-        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-        let mut out = Vec::with_capacity(data.len() * 4 + 1024);
-        let mut buf = [0u8; 256];
-        let mut pos = 0;
-        loop {
-            let (bi, bo) = (self.d.total_in(), self.d.total_out());
-            let st = self
-                .d
-                .decompress(&input[pos..], &mut buf, FlushDecompress::Sync)
-                .map_err(|e| e.to_string())?;
-            let used = (self.d.total_in() - bi) as usize;
-            let made = (self.d.total_out() - bo) as usize;
-            pos += used;
-            out.extend_from_slice(&buf[..made]);
-            if st == Status::StreamEnd {
-                // A final block: the next message starts a new stream.
-                self.d.reset(false);
-                break;
-            }
-            if pos == input.len() && made < buf.len() {
-                break;
-            }
-            if used == 0 && made == 0 {
-                return Err("inflate made no progress".into());
-            }
-            if out.len() > 1 << 27 {
-                return Err("inflated message over 128 MiB".into());
-            }
-        }
-        if !self.takeover {
-            self.d.reset(false);
-        }
-        Ok(out)
-    }
-}
-
-/// A small DEFLATE decoder (after zlib's puff.c) that records how far back each
-/// reference reaches. zlib-rs (like zlib-ng) always keeps a 32 KiB window, so it cannot
-/// tell whether a peer honoured a smaller `*_max_window_bits`; this can. History is
-/// kept across messages (context takeover) unless `reset` is called.
-pub struct Puff {
-    out: Vec<u8>,
-    /// Where the current DEFLATE stream began in `out`.
-    stream_start: usize,
-    /// The farthest distance any reference used since creation.
-    pub max_distance: usize,
-}
-
-struct BitReader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    acc: u32,
-    n: u32,
-}
-
-impl BitReader<'_> {
-    fn bits(&mut self, need: u32) -> Result<u32, String> {
-        while self.n < need {
-            let b = *self.data.get(self.pos).ok_or("out of input")?;
-            self.pos += 1;
-            self.acc |= u32::from(b) << self.n;
-            self.n += 8;
-        }
-        let v = self.acc & ((1u32 << need) - 1);
-        self.acc = self.acc.checked_shr(need).unwrap_or(0);
-        self.n -= need;
-        Ok(v)
-    }
-}
-
-struct Huffman {
-    count: [u16; 16],
-    symbol: Vec<u16>,
-}
-
-impl Huffman {
-    fn new(lengths: &[u8]) -> Huffman {
-        let mut count = [0u16; 16];
-        for &l in lengths {
-            count[l as usize] += 1;
-        }
-        count[0] = 0;
-        let mut offs = [0u16; 16];
-        for len in 1..15 {
-            offs[len + 1] = offs[len] + count[len];
-        }
-        let mut symbol = vec![0u16; lengths.len()];
-        for (sym, &l) in lengths.iter().enumerate() {
-            if l != 0 {
-                symbol[offs[l as usize] as usize] = sym as u16;
-                offs[l as usize] += 1;
-            }
-        }
-        Huffman { count, symbol }
-    }
-
-    fn decode(&self, r: &mut BitReader<'_>) -> Result<u16, String> {
-        let (mut code, mut first, mut index) = (0i32, 0i32, 0i32);
-        for len in 1..16 {
-            code |= r.bits(1)? as i32;
-            let count = i32::from(self.count[len]);
-            if code - count < first {
-                return Ok(self.symbol[(index + (code - first)) as usize]);
-            }
-            index += count;
-            first += count;
-            first <<= 1;
-            code <<= 1;
-        }
-        Err("bad Huffman code".into())
-    }
-}
-
-const LEN_BASE: [u16; 29] = [
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258,
-];
-const LEN_EXTRA: [u8; 29] = [
-    0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0,
-];
-const DIST_BASE: [u16; 30] = [
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577,
-];
-const DIST_EXTRA: [u8; 30] = [
-    0, 0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13,
-    13,
-];
-
-impl Default for Puff {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Puff {
-    pub fn new() -> Puff {
-        Puff {
-            out: Vec::new(),
-            stream_start: 0,
-            max_distance: 0,
-        }
-    }
-
-    /// Forgets the history (the peer resets its compressor: no context takeover).
-    pub fn reset(&mut self) {
-        self.stream_start = self.out.len();
-    }
-
-    /// Decodes one permessage-deflate message (tail re-appended).
-    pub fn message(&mut self, data: &[u8]) -> Result<Vec<u8>, String> {
-        let mut input = data.to_vec();
-        input.extend_from_slice(&[0, 0, 0xff, 0xff]);
-        let mut r = BitReader {
-            data: &input,
-            pos: 0,
-            acc: 0,
-            n: 0,
-        };
-        let begin = self.out.len();
-        loop {
-            let last = r.bits(1)? == 1;
-            match r.bits(2)? {
-                0 => {
-                    r.acc = 0;
-                    r.n = 0;
-                    let b = |i: usize| -> Result<usize, String> {
-                        Ok(usize::from(*input.get(i).ok_or("out of input")?))
-                    };
-                    let len = b(r.pos)? | (b(r.pos + 1)? << 8);
-                    let nlen = b(r.pos + 2)? | (b(r.pos + 3)? << 8);
-                    if len != !nlen & 0xffff {
-                        return Err("stored block length check".into());
-                    }
-                    r.pos += 4;
-                    let block = input.get(r.pos..r.pos + len).ok_or("out of input")?;
-                    self.out.extend_from_slice(block);
-                    r.pos += len;
-                }
-                1 => {
-                    let mut l = [0u8; 288];
-                    l[..144].fill(8);
-                    l[144..256].fill(9);
-                    l[256..280].fill(7);
-                    l[280..].fill(8);
-                    let lit = Huffman::new(&l);
-                    let dist = Huffman::new(&[5u8; 30]);
-                    self.codes(&mut r, &lit, &dist)?;
-                }
-                2 => {
-                    let nlen = r.bits(5)? as usize + 257;
-                    let ndist = r.bits(5)? as usize + 1;
-                    let ncode = r.bits(4)? as usize + 4;
-                    const ORDER: [usize; 19] = [
-                        16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
-                    ];
-                    let mut cl = [0u8; 19];
-                    for &i in ORDER.iter().take(ncode) {
-                        cl[i] = r.bits(3)? as u8;
-                    }
-                    let clh = Huffman::new(&cl);
-                    let mut lengths = vec![0u8; nlen + ndist];
-                    let mut i = 0;
-                    while i < nlen + ndist {
-                        let sym = clh.decode(&mut r)?;
-                        let (val, rep) = match sym {
-                            0..=15 => (sym as u8, 1),
-                            16 => {
-                                let prev = *lengths
-                                    .get(i.wrapping_sub(1))
-                                    .ok_or("repeat without a length")?;
-                                (prev, 3 + r.bits(2)? as usize)
-                            }
-                            17 => (0, 3 + r.bits(3)? as usize),
-                            _ => (0, 11 + r.bits(7)? as usize),
-                        };
-                        if i + rep > nlen + ndist {
-                            return Err("too many lengths".into());
-                        }
-                        lengths[i..i + rep].fill(val);
-                        i += rep;
-                    }
-                    let lit = Huffman::new(&lengths[..nlen]);
-                    let dist = Huffman::new(&lengths[nlen..]);
-                    self.codes(&mut r, &lit, &dist)?;
-                }
-                _ => return Err("invalid block type".into()),
-            }
-            if last {
-                // The stream ended; the next message starts a new one.
-                self.stream_start = self.out.len();
-                break;
-            }
-            if r.pos >= input.len() {
-                break;
-            }
-        }
-        Ok(self.out[begin..].to_vec())
-    }
-
-    fn codes(
-        &mut self,
-        r: &mut BitReader<'_>,
-        lit: &Huffman,
-        dist: &Huffman,
-    ) -> Result<(), String> {
-        loop {
-            let sym = lit.decode(r)? as usize;
-            if sym < 256 {
-                self.out.push(sym as u8);
-            } else if sym == 256 {
-                return Ok(());
-            } else {
-                let s = sym - 257;
-                if s >= 29 {
-                    return Err("bad length symbol".into());
-                }
-                let len = LEN_BASE[s] as usize + r.bits(u32::from(LEN_EXTRA[s]))? as usize;
-                let d = dist.decode(r)? as usize;
-                if d >= 30 {
-                    return Err("bad distance symbol".into());
-                }
-                let distance = DIST_BASE[d] as usize + r.bits(u32::from(DIST_EXTRA[d]))? as usize;
-                if distance > self.out.len() - self.stream_start {
-                    return Err(format!("distance {distance} before the stream's start"));
-                }
-                self.max_distance = self.max_distance.max(distance);
-                let from = self.out.len() - distance;
-                for k in 0..len {
-                    let b = self.out[from + k];
-                    self.out.push(b);
-                }
-            }
-        }
-    }
-}
-
-/// Parses a `Sec-WebSocket-Extensions` response value for permessage-deflate into
-/// `(name, value)` parameters.
-pub fn extension_params(value: &str) -> Vec<(String, Option<String>)> {
-    let mut parts = value.split(';').map(str::trim);
-    assert_eq!(parts.next(), Some("permessage-deflate"), "{value}");
-    parts
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => (
-                n.trim().to_string(),
-                Some(v.trim().trim_matches('"').to_string()),
-            ),
-            None => (p.to_string(), None),
-        })
-        .collect()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Echo handlers (for common::Server and Loop)
-
-/// Echoes every WebSocket message with the same type.
-pub fn echo(ctx: &mut Ctx, ev: &Ev) {
-    if ev.is(wss_event_kind::WSS_EV_WS_MSG) {
-        let op = if ev.flags & FLAG_TEXT != 0 {
-            wss_opcode::WSS_OP_TEXT
-        } else {
-            wss_opcode::WSS_OP_BINARY
-        };
-        let r = unsafe {
-            wsserver::ffi::ws::wss_ws_send(
-                ctx.mgr,
-                ev.conn,
-                ev.data.as_ptr(),
-                ev.data.len(),
-                op as u32,
-            )
-        };
-        assert_eq!(r, OK, "echo send: {}", ctx.last_error());
-    }
-}
-
-pub fn ws_send(ctx: &Ctx, conn: u64, data: &[u8], op: wss_opcode) -> wss_result {
-    unsafe { wsserver::ffi::ws::wss_ws_send(ctx.mgr, conn, data.as_ptr(), data.len(), op as u32) }
-}
-
-pub fn ws_fragment(ctx: &Ctx, conn: u64, data: &[u8], op: wss_opcode, fin: bool) -> wss_result {
-    unsafe {
-        wsserver::ffi::ws::wss_ws_send_fragment(
-            ctx.mgr,
-            conn,
-            data.as_ptr(),
-            data.len(),
-            op as u32,
-            fin,
-        )
-    }
-}
-
-pub fn ws_close(ctx: &Ctx, conn: u64, code: u16, reason: Option<&str>) -> wss_result {
-    let r = reason.map(|r| CString::new(r).unwrap());
-    unsafe {
-        wsserver::ffi::ws::wss_ws_close(
-            ctx.mgr,
-            conn,
-            code,
-            r.as_ref().map_or(std::ptr::null(), |r| r.as_ptr()),
-        )
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Loop: a manager on a thread, driven by events and by closures from the test
-
-type Job = Box<dyn FnOnce(&mut Ctx) + Send>;
-
-/// Moves raw-pointer-holding values (option structs) into a job.
-pub struct SendBox<T>(pub T);
-unsafe impl<T> Send for SendBox<T> {}
-
-pub struct Loop {
-    jobs: mpsc::Sender<Job>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-    /// Every event seen, in order.
-    pub log: Arc<Mutex<Vec<Ev>>>,
-}
-
-fn copy_event(e: &wss_event) -> Ev {
-    let view = |s: &wsserver::ffi::event::wss_str| {
-        unsafe { std::slice::from_raw_parts(s.ptr, s.len) }.to_vec()
-    };
-    Ev {
-        kind: e.kind,
-        flags: e.flags,
-        conn: e.conn,
-        parent: e.parent,
-        code: e.code,
-        data: view(&e.data),
-        meta: view(&e.meta),
-    }
-}
-
-impl Loop {
-    /// A manager polled on a new thread; `handler` sees every event after it is logged.
-    pub fn start<F>(mut handler: F) -> Loop
-    where
-        F: FnMut(&mut Ctx, &Ev) + Send + 'static,
-    {
-        let stop = Arc::new(AtomicBool::new(false));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel::<Job>();
-        let (stop2, log2) = (stop.clone(), log.clone());
-        let thread = std::thread::spawn(move || {
-            let mgr = unsafe { wss_mgr_new(std::ptr::null()) };
-            assert!(!mgr.is_null());
-            let mut ctx = Ctx { mgr, listener: 0 };
-            let mut evs: Vec<wss_event> = Vec::with_capacity(64);
-            while !stop2.load(Ordering::Relaxed) {
-                while let Ok(job) = rx.try_recv() {
-                    job(&mut ctx);
-                }
-                unsafe { wss_mgr_poll(mgr, 2, std::ptr::null_mut()) };
-                loop {
-                    let n = unsafe {
-                        wsserver::ffi::event::wss_mgr_next_events(mgr, evs.as_mut_ptr(), 64)
-                    };
-                    if n == 0 {
-                        break;
-                    }
-                    unsafe { evs.set_len(n) };
-                    let copied: Vec<Ev> = evs.iter().map(copy_event).collect();
-                    unsafe { evs.set_len(0) };
-                    for ev in &copied {
-                        log2.lock().unwrap().push(ev.clone());
-                        handler(&mut ctx, ev);
-                    }
-                }
-            }
-            unsafe { wss_mgr_free(mgr) };
-        });
-        Loop {
-            jobs: tx,
-            stop,
-            thread: Some(thread),
-            log,
-        }
-    }
-
-    /// Runs `f` on the polling thread and returns its result.
-    pub fn call<R: Send + 'static>(&self, f: impl FnOnce(&mut Ctx) -> R + Send + 'static) -> R {
-        let (tx, rx) = mpsc::channel();
-        self.jobs
-            .send(Box::new(move |ctx: &mut Ctx| {
-                let _ = tx.send(f(ctx));
-            }))
-            .unwrap();
-        rx.recv_timeout(WAIT)
-            .expect("the loop did not run the call")
-    }
-
-    /// Opens a listener; returns (id, port).
-    pub fn listen(&self, url: &str, opts: Option<wss_listen_opts>) -> (u64, u16) {
-        let url = CString::new(url).unwrap();
-        let opts = SendBox(opts);
-        self.call(move |ctx| {
-            let opts = opts;
-            let mut id = 0;
-            let p = opts.0.as_ref().map_or(std::ptr::null(), |o| o as *const _);
-            let r = unsafe { wss_mgr_listen(ctx.mgr, url.as_ptr(), p, &mut id) };
-            assert_eq!(r, OK, "listen: {}", ctx.last_error());
-            let mut port = 0;
-            unsafe { wsserver::ffi::conn::wss_listener_port(ctx.mgr, id, &mut port) };
-            ctx.listener = id;
-            (id, port)
-        })
-    }
-
-    /// Opens a client connection; returns (result, id).
-    pub fn connect(&self, url: &str, opts: Option<wss_connect_opts>) -> (wss_result, u64) {
-        let url = CString::new(url).unwrap();
-        let opts = SendBox(opts);
-        self.call(move |ctx| {
-            let opts = opts;
-            let mut id = 0;
-            let p = opts.0.as_ref().map_or(std::ptr::null(), |o| o as *const _);
-            let r = unsafe { wss_mgr_connect(ctx.mgr, url.as_ptr(), p, &mut id) };
-            (r, id)
-        })
-    }
-
-    pub fn events(&self) -> Vec<Ev> {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Events of one connection.
-    pub fn events_of(&self, conn: u64) -> Vec<Ev> {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.conn == conn)
-            .cloned()
-            .collect()
-    }
-
-    /// Waits (at most WAIT) for the first logged event matching `pred`, and returns it.
-    pub fn wait_event(&self, what: &str, pred: impl Fn(&Ev) -> bool) -> Ev {
-        self.wait_event_for(what, WAIT, pred)
-    }
-
-    pub fn wait_event_for(&self, what: &str, limit: Duration, pred: impl Fn(&Ev) -> bool) -> Ev {
-        let t0 = Instant::now();
-        loop {
-            if let Some(e) = self.log.lock().unwrap().iter().find(|e| pred(e)) {
-                return e.clone();
-            }
-            if t0.elapsed() > limit {
-                panic!(
-                    "timed out waiting for {what}; log:\n{}",
-                    summary(&self.log.lock().unwrap())
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-
-    /// Waits until `pred` holds over the log.
-    pub fn wait_for(&self, what: &str, pred: impl Fn(&[Ev]) -> bool) {
-        let t0 = Instant::now();
-        while t0.elapsed() < WAIT {
-            if pred(&self.log.lock().unwrap()) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        panic!(
-            "timed out waiting for {what}; log:\n{}",
-            summary(&self.log.lock().unwrap())
-        );
-    }
-}
-
-/// One line per event, payloads cut short.
-pub fn summary(log: &[Ev]) -> String {
-    log.iter()
-        .map(|e| {
-            format!(
-                "  kind={} flags={} conn={} parent={} code={} len={} data={:?}",
-                e.kind,
-                e.flags,
-                e.conn,
-                e.parent,
-                e.code,
-                e.data.len(),
-                String::from_utf8_lossy(&e.data[..e.data.len().min(60)])
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let r = t.join();
-            if r.is_err() && !std::thread::panicking() {
-                panic!("loop thread panicked");
-            }
-        }
-    }
-}
-
-/// Zeroed connect options with struct_size set.
-pub fn connect_opts() -> wss_connect_opts {
-    let mut o: wss_connect_opts = unsafe { std::mem::zeroed() };
-    o.struct_size = std::mem::size_of::<wss_connect_opts>() as u32;
-    o
-}
-
-pub fn is_kind(ev: &Ev, k: wss_event_kind) -> bool {
-    ev.kind == k as u32
 }

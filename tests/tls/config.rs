@@ -1,7 +1,8 @@
 //! Configuration loading: every key format, and an error naming the file and the reason for
 //! every way a setting can be wrong.
 
-use crate::common::*;
+use crate::common::{certs, TempDir};
+use crate::peer::*;
 use wsserver::net::tls::{
     client_config, server_config, ClientOptions, ConfigError, ServerOptions, Versions,
 };

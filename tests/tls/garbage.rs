@@ -5,7 +5,7 @@ use std::io::{self, Read, Write};
 use std::net::TcpStream as StdTcpStream;
 use std::time::Duration;
 
-use crate::common::*;
+use crate::peer::*;
 use wsserver::net::tls::TlsStream;
 
 /// Sends `bytes` from a raw client to a TLS server peer (closing the sending side afterwards

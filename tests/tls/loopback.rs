@@ -6,7 +6,8 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::common::{certs, Pem};
+use crate::peer::*;
 use wsserver::net::tls::{server_config, ClientOptions, ServerOptions, TlsStream, Versions};
 
 /// Sends `data` from a client to an echo server and checks it comes back intact; then closes

@@ -4,7 +4,8 @@
 
 use std::io::{self, Read, Write};
 
-use crate::common::*;
+use crate::common::certs;
+use crate::peer::*;
 use wsserver::net::tls::{ClientOptions, TlsStream, Versions};
 
 /// One end of an in-memory connection: `rx` is what the peer sent and we have not read;

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::common::*;
+use crate::common::{certs, run_openssl, TempDir};
+use crate::peer::*;
 use wsserver::net::tls::{server_config, ServerOptions, Versions};
 
 /// What the server saw of its one connection.

@@ -3,8 +3,14 @@
 //! fragmentation, 6 UTF-8, 7 close, 9 limits, 12/13 compression), then split
 //! points, client/server conversations, the sending API and a fuzz test.
 
+use super::message::STREAM_PIECE;
 use super::*;
-use crate::ws::frame::MAX_HEADER_LEN;
+use crate::bufpool::BufPool;
+use crate::ws::close;
+use crate::ws::deflate::DeflateParams;
+use crate::ws::frame::{encode_header, FrameHeader, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN};
+use crate::ws::mask::apply_mask;
+use crate::ws::opcode::OpCode;
 use flate2::{Compress, Compression, FlushCompress};
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
