@@ -88,7 +88,7 @@ suite_c() {
       "$out/$t" || ok=1
     echo "--- $t under valgrind"
     WSS_TEST_TLS_CERT="$out/robustness-cert.pem" WSS_TEST_TLS_KEY="$out/robustness-key.pem" \
-      valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
+      valgrind -q --fair-sched=yes --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite \
       --suppressions="$out/valgrind-ring.supp" "$out/$t" $vgargs || ok=1
   done
   return $ok

@@ -1216,8 +1216,11 @@ static void *racer_main(void *arg) {
   racer_t *r = arg;
   double t0 = now_ms();
   while (!atomic_load(r->go) && now_ms() - t0 < 5000) sched_yield();
+  /* Until FREED, with a generous deadline: under valgrind's scheduler the freeing
+   * thread can wait seconds for its turn. The yields keep that wait short. */
   t0 = now_ms();
-  for (uint64_t i = 0; now_ms() - t0 < 5000; i++) {
+  for (uint64_t i = 0; now_ms() - t0 < 60000; i++) {
+    if (i % 64 == 63) sched_yield();
     wss_result x = i % 2 ? wss_mgr_wakeup(r->m, 1, (const uint8_t *) "abc", 3)
                          : wss_send_threadsafe(r->m, 12345, (const uint8_t *) "abc", 3, WSS_OP_TEXT);
     if (x == WSS_RESULT_OK) r->ok++;
